@@ -1,0 +1,68 @@
+"""Bearer tokens: which board a request may touch."""
+from __future__ import annotations
+
+import hmac
+import time
+
+from flask import current_app, request
+from werkzeug.exceptions import Forbidden, NotFound, Unauthorized
+
+from .. import lifecycle
+from ..lifecycle import BoardRef
+
+
+def bearer() -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def board_for_request(name: str) -> BoardRef:
+    """The board named in the path, if the request's token opens it."""
+    token = bearer()
+    if token is None:
+        raise Unauthorized("send 'Authorization: Bearer <token>' (jobserver board create "
+                           "prints one; jobserver token create makes more)")
+    board = _cached_board(token)
+    if board is None:
+        raise Unauthorized("unknown or revoked token")
+    if board.name != name:
+        if lifecycle.board_by_name(name) is None:
+            raise NotFound(f"no board named {name!r}")
+        raise Forbidden(f"this token is for board {board.name!r}, not {name!r}")
+    return board
+
+
+TOKEN_TTL = 5.0  # seconds a token check is remembered (a revocation takes this long)
+
+
+def _cached_board(token: str) -> BoardRef | None:
+    """board_for_token, remembered for TOKEN_TTL seconds per process (a
+    bounded map: cleared when it passes 1,000 tokens)."""
+    cache: dict[str, tuple[float, BoardRef]] = current_app.extensions.setdefault(
+        "jobserver_tokens", {})
+    now = time.monotonic()
+    hit = cache.get(token)
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    board = lifecycle.board_for_token(token)
+    if board is not None:
+        if len(cache) >= 1000:
+            cache.clear()
+        cache[token] = (now + TOKEN_TTL, board)
+    else:
+        cache.pop(token, None)
+    return board
+
+
+def require_admin() -> None:
+    """Creating boards needs ADMIN_TOKEN when one is configured."""
+    admin = current_app.config.get("ADMIN_TOKEN") or ""
+    if not admin:
+        return
+    token = bearer()
+    if token is None or not hmac.compare_digest(token, admin):
+        raise Unauthorized("creating a board needs the server's admin token "
+                           "(JOBSERVER_ADMIN_TOKEN) as 'Authorization: Bearer <token>'")

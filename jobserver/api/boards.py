@@ -1,0 +1,51 @@
+"""Boards: create one (answers its first token), read its status."""
+from __future__ import annotations
+
+from flask import jsonify, request
+from werkzeug.exceptions import BadRequest
+
+from .. import lifecycle, queries
+from . import bp
+from .auth import board_for_request, require_admin
+from .schema import body_object, get
+
+
+@bp.post("/boards")
+def create_board():
+    require_admin()
+    data = body_object()
+    name = get(data, "name", str)
+    lifetimes = get(data, "lifetimes", list, default=[])
+    names = get(data, "stage_names", list, default=[])
+    if not all(isinstance(m, (int, float)) and not isinstance(m, bool) for m in lifetimes):
+        raise BadRequest("'lifetimes' must be a list of minutes (numbers, 0 = forever)")
+    if not all(isinstance(n, str) for n in names):
+        raise BadRequest("'stage_names' must be a list of strings")
+    board = lifecycle.create_board(
+        name, [float(m) for m in lifetimes], names,
+        max_attempts=get(data, "max_attempts", int, default=3, minimum=1, maximum=1000),
+        auto_requeue=get(data, "auto_requeue", bool, default=True))
+    token = lifecycle.issue_token(board.id, get(data, "token_name", str, default="default"))
+    resp = jsonify(board=board.name, token=token, url=request.url_root.rstrip("/"))
+    resp.status_code = 201
+    return resp
+
+
+@bp.get("/boards/<name>")
+def board_summary(name: str):
+    board = board_for_request(name)
+    status = queries.board_status(board.id)
+    return jsonify(board=board.name, **status, **lifecycle.board_settings(board.id))
+
+
+@bp.put("/boards/<name>/stages/<int:stage>")
+def set_stage(name: str, stage: int):
+    """Change a stage's lifetime (minutes) and/or name."""
+    board = board_for_request(name)
+    data = body_object()
+    if "lifetime" in data:
+        lifecycle.set_lifetime(board.id, stage, get(data, "lifetime", float, minimum=0))
+    if "name" in data:
+        label = get(data, "name", str, default=None)
+        lifecycle.set_stage_name(board.id, stage, (label or "").strip()[:200] or None)
+    return jsonify(lifecycle.board_settings(board.id))

@@ -1,0 +1,133 @@
+"""Jobs: push, list, detail; claim, advance, fail, release, cancel."""
+from __future__ import annotations
+
+import json
+
+from flask import current_app, jsonify, request
+from werkzeug.exceptions import BadRequest, NotFound
+
+from .. import lifecycle, queries
+from ..lifecycle import Advance, NewJob
+from ..models import JobState
+from . import bp
+from .auth import board_for_request
+from .schema import body_items, body_object, get, int_list
+
+MAX_CLAIM = 1000
+MAX_KEY = 200
+
+
+def _new_jobs(items: list) -> list[NewJob]:
+    jobs = []
+    for n, item in enumerate(items, 1):
+        if not isinstance(item, dict) or "key" not in item:
+            raise BadRequest(f"job {n}: expected an object {{\"key\": ..., \"payload\": ...}}")
+        key = item["key"]
+        if isinstance(key, bool) or not isinstance(key, (str, int)):
+            raise BadRequest(f"job {n}: 'key' must be a string or an integer")
+        key = str(key)
+        if not key or len(key) > MAX_KEY:
+            raise BadRequest(f"job {n}: 'key' must be 1 to {MAX_KEY} characters")
+        stage = item.get("stage", 0)
+        if isinstance(stage, bool) or not isinstance(stage, int) or stage < 0:
+            raise BadRequest(f"job {n}: 'stage' must be a non-negative integer")
+        jobs.append(NewJob(key, json.dumps(item.get("payload")), stage))
+    return jobs
+
+
+@bp.post("/boards/<name>/jobs")
+def push(name: str):
+    board = board_for_request(name)
+    jobs = _new_jobs(body_items())
+    created, existing = lifecycle.push(board.id, jobs)
+    return jsonify(created=created, existing=existing)
+
+
+@bp.get("/boards/<name>/jobs")
+def list_jobs(name: str):
+    board = board_for_request(name)
+    args = request.args
+    try:
+        stage = None if args.get("stage") in (None, "") else int(args["stage"])
+        after = int(args.get("cursor") or 0)
+        limit = min(max(int(args.get("limit") or 100), 1), 1000)
+    except ValueError:
+        raise BadRequest("stage, cursor and limit must be integers") from None
+    state = args.get("state") or None
+    if state is not None and state not in {s.value for s in JobState}:
+        raise BadRequest(f"state must be one of {', '.join(s.value for s in JobState)}")
+    jobs, cursor = queries.list_jobs(board.id, stage, state, after, limit)
+    return jsonify(jobs=jobs, next_cursor=cursor)
+
+
+@bp.get("/boards/<name>/jobs/<path:key>")
+def job_detail(name: str, key: str):
+    board = board_for_request(name)
+    job = queries.job_detail(board.id, key)
+    if job is None:
+        raise NotFound(f"no job {key!r} on board {name!r}")
+    return jsonify(job)
+
+
+@bp.post("/boards/<name>/claim")
+def claim(name: str):
+    board = board_for_request(name)
+    data = body_object()
+    stage = get(data, "stage", int, minimum=0)
+    got = lifecycle.claim(
+        board.id, stage, get(data, "n", int, default=1, minimum=1, maximum=MAX_CLAIM),
+        to_stage=get(data, "to_stage", int, default=None, minimum=0),
+        worker=get(data, "worker", str), host=get(data, "host", str, default=None),
+        pid=get(data, "pid", int, default=None), lease=True)
+    current_app.logger.debug("claimed %d at stage %d", len(got), stage)
+    return jsonify(jobs=[{"key": j.key, "payload": json.loads(j.payload), "stage": j.stage,
+                          "attempt_id": j.attempt_id, "attempt": j.attempt} for j in got])
+
+
+@bp.post("/boards/<name>/advance")
+def advance(name: str):
+    board = board_for_request(name)
+    data = body_object()
+    items = get(data, "attempts", list)
+    if len(items) > 10_000:
+        raise BadRequest("at most 10,000 attempts in one advance")
+    todo = []
+    for n, item in enumerate(items, 1):
+        if not isinstance(item, dict):
+            raise BadRequest(f"attempts[{n}]: expected an object with 'attempt_id'")
+        result = item.get("result")
+        todo.append(Advance(
+            get(item, "attempt_id", int), get(item, "to_stage", int, default=None, minimum=0),
+            None if result is None else json.dumps(result),
+            get(item, "filename", str, default=None)))
+    return jsonify(lifecycle.advance(board.id, todo))
+
+
+@bp.post("/boards/<name>/fail")
+def fail(name: str):
+    board = board_for_request(name)
+    data = body_object()
+    outcome = lifecycle.fail(board.id, get(data, "attempt_id", int),
+                             get(data, "error", str, default=""),
+                             exit_code=get(data, "exit_code", int, default=None),
+                             log=get(data, "log", str, default=None))
+    return jsonify(outcome=outcome)
+
+
+@bp.post("/boards/<name>/release")
+def release(name: str):
+    board = board_for_request(name)
+    data = body_object()
+    return jsonify(released=lifecycle.release(board.id, int_list(data, "attempt_ids")))
+
+
+@bp.post("/boards/<name>/cancel")
+def cancel(name: str):
+    board = board_for_request(name)
+    data = body_object() if request.get_data() else {}
+    keys = get(data, "keys", list, default=None)
+    if keys is not None and not all(isinstance(k, (str, int)) and not isinstance(k, bool)
+                                    for k in keys):
+        raise BadRequest("'keys' must be a list of job keys")
+    return jsonify(cancelled=lifecycle.cancel(board.id, None if keys is None
+                                              else [str(k) for k in keys]))

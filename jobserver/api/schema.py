@@ -1,0 +1,79 @@
+"""Small validators for JSON request bodies: one clear 400 per mistake."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import request
+from werkzeug.exceptions import BadRequest
+
+from ..bodies import decompress, parse_json
+
+_MISSING = object()
+
+
+def body_object() -> dict[str, Any]:
+    data = parse_json(request.get_data())
+    if not isinstance(data, dict):
+        raise BadRequest("the body must be a JSON object")
+    return data
+
+
+def body_items() -> list[Any]:
+    """A JSON array, or JSON lines (one value a line); gzip/zlib accepted."""
+    raw = decompress(request.get_data())
+    text = raw.decode("utf-8", errors="strict") if raw else ""
+    stripped = text.lstrip()
+    if not stripped:
+        raise BadRequest("the body is empty: send a JSON array or JSON lines")
+    if stripped.startswith("["):
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise BadRequest(f"the body is not a JSON array: {exc}") from None
+        return data
+    items = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            try:
+                items.append(json.loads(line))
+            except ValueError as exc:
+                raise BadRequest(f"line {n} is not JSON: {exc}") from None
+    return items
+
+
+def get(data: dict[str, Any], name: str, kind: type | tuple[type, ...], default: Any = _MISSING,
+        minimum: int | float | None = None, maximum: int | float | None = None) -> Any:
+    """data[name], checked: its type, its bounds; missing -> default or 400."""
+    if name not in data or data[name] is None:
+        if default is _MISSING:
+            raise BadRequest(f"'{name}' is required")
+        return default
+    value = data[name]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool) and bool not in kinds:
+        raise BadRequest(f"'{name}' must be {_names(kinds)}")
+    if not isinstance(value, kinds):
+        if float in kinds and isinstance(value, int):
+            value = float(value)
+        else:
+            raise BadRequest(f"'{name}' must be {_names(kinds)}")
+    if minimum is not None and value < minimum:
+        raise BadRequest(f"'{name}' must be at least {minimum}")
+    if maximum is not None and value > maximum:
+        raise BadRequest(f"'{name}' must be at most {maximum}")
+    return value
+
+
+def int_list(data: dict[str, Any], name: str, max_len: int = 10_000) -> list[int]:
+    value = get(data, name, list)
+    if len(value) > max_len or not all(isinstance(v, int) and not isinstance(v, bool)
+                                       for v in value):
+        raise BadRequest(f"'{name}' must be a list of at most {max_len} integers")
+    return value
+
+
+def _names(kinds: tuple[type, ...]) -> str:
+    words = {int: "an integer", float: "a number", str: "a string", list: "a list",
+             dict: "an object", bool: "true or false"}
+    return " or ".join(words.get(k, k.__name__) for k in kinds)

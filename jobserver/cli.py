@@ -1,0 +1,173 @@
+"""The `jobserver` command: serve, sweep, db upgrade, config."""
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+
+def _app(**overrides):
+    from . import create_app
+
+    try:
+        return create_app(overrides or None)
+    except SystemExit as exc:  # a bad setting: one line, non-zero exit
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group(help="jobserver: a central job board for massively parallel computing.\n\n"
+                  "Settings come from JOBSERVER_* environment variables (for example "
+                  "JOBSERVER_DATABASE_URL) and instance/jobserver.cfg.")
+@click.option("-v", "--verbose", is_flag=True, help="Log debug messages.")
+def main(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not verbose:  # one line per request or migration step is noise at scale
+        for name in ("werkzeug", "alembic", "engineio", "socketio"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
+@main.command(help="Run the standalone server (WebSocket live updates, background sweeper).")
+@click.option("--host", default="127.0.0.1", show_default=True, envvar="JOBSERVER_HOST",
+              help="Interface to listen on (0.0.0.0 for every interface).")
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535),
+              envvar="JOBSERVER_PORT", help="TCP port.")
+@click.option("--async-mode", type=click.Choice(["eventlet", "threading"]), default="eventlet",
+              show_default=True, envvar="JOBSERVER_ASYNC_MODE",
+              help="eventlet: green threads, 2.4x the classic-loop throughput; threading: OS "
+                   "threads, shorter stalls while a huge list is pushed (README: figures).")
+def serve(host: str, port: int, async_mode: str) -> None:
+    from .serving import run_standalone
+
+    run_standalone(host, port, async_mode)
+
+
+@main.command(help="Flag jobs that overstay their stage and requeue/fail them once (for cron).")
+def sweep() -> None:
+    from . import lifecycle
+
+    app = _app(SWEEP_MODE="off")
+    with app.app_context():
+        r = lifecycle.sweep()
+    click.echo(f"flagged {r.flagged}, requeued {r.requeued}, failed {r.failed}")
+
+
+@main.group(help="Database schema.")
+def db() -> None:
+    pass
+
+
+@db.command("upgrade", help="Create or upgrade the schema to the latest migration.")
+def db_upgrade() -> None:
+    app = _app(AUTO_MIGRATE=False, SWEEP_MODE="off")
+    from . import upgrade_database
+
+    upgrade_database(app)
+    click.echo("database is at the latest schema: " + app.config["SQLALCHEMY_DATABASE_URI"])
+
+
+def _lifetimes_arg(text: str | None) -> list[float]:
+    if not text:
+        return []
+    try:
+        values = [float(m) for m in text.strip("/").split("/")]
+    except ValueError:
+        raise click.BadParameter(f"expected minutes like 0/30/0, got {text!r}") from None
+    if any(not (0 <= m < float("inf")) for m in values):
+        raise click.BadParameter("lifetimes are minutes >= 0 (0 = forever)")
+    return values
+
+
+def _board_or_fail(name: str):
+    from . import lifecycle
+
+    board = lifecycle.board_by_name(name)
+    if board is None:
+        raise click.ClickException(f"no board named {name!r} (jobserver board create {name})")
+    return board
+
+
+@main.group(help="Boards of the JSON API.")
+def board() -> None:
+    pass
+
+
+@board.command("create", help="Create a board; its API token is printed alone on the last line.")
+@click.argument("name")
+@click.option("--lifetimes", help="Minutes per stage, as in /init: e.g. 0/30/0 (0 = forever).")
+@click.option("--stage-names", help="Names per stage, e.g. todo/running/done.")
+@click.option("--max-attempts", type=click.IntRange(1), default=3, show_default=True,
+              help="Claims a job gets before it is marked failed.")
+@click.option("--no-auto-requeue", is_flag=True,
+              help="Only flag jobs that overstay (requeue them by hand).")
+def board_create(name: str, lifetimes: str | None, stage_names: str | None,
+                 max_attempts: int, no_auto_requeue: bool) -> None:
+    from . import lifecycle
+
+    app = _app(SWEEP_MODE="off")
+    names = [n for n in (stage_names or "").strip("/").split("/") if n] if stage_names else []
+    with app.app_context():
+        try:
+            b = lifecycle.create_board(name, _lifetimes_arg(lifetimes), names,
+                                       max_attempts=max_attempts,
+                                       auto_requeue=not no_auto_requeue)
+        except lifecycle.LifecycleError as exc:
+            raise click.ClickException(str(exc)) from None
+        token = lifecycle.issue_token(b.id, "created with the board")
+    click.echo(f"board {b.name} created; its token (keep it secret):")
+    click.echo(token)
+
+
+@main.group(help="API tokens of a board: list, create, revoke.")
+def token() -> None:
+    pass
+
+
+@token.command("list", help="The board's tokens (ids and names; the secrets are not kept).")
+@click.argument("board_name")
+def token_list(board_name: str) -> None:
+    from . import lifecycle
+
+    with _app(SWEEP_MODE="off").app_context():
+        b = _board_or_fail(board_name)
+        for t in lifecycle.list_tokens(b.id):
+            state = "revoked" if t["revoked_at"] else "active"
+            click.echo(f"{t['id']}\t{state}\t{t['name']}")
+
+
+@token.command("create", help="A new token for the board, printed alone on the last line.")
+@click.argument("board_name")
+@click.option("--name", default="cli", show_default=True, help="A label for the token.")
+def token_create(board_name: str, name: str) -> None:
+    from . import lifecycle
+
+    with _app(SWEEP_MODE="off").app_context():
+        b = _board_or_fail(board_name)
+        click.echo(lifecycle.issue_token(b.id, name))
+
+
+@token.command("revoke", help="Revoke a token by its id (see `jobserver token list`).")
+@click.argument("board_name")
+@click.argument("token_id", type=int)
+def token_revoke(board_name: str, token_id: int) -> None:
+    from . import lifecycle
+
+    with _app(SWEEP_MODE="off").app_context():
+        b = _board_or_fail(board_name)
+        try:
+            lifecycle.revoke_token(b.id, token_id)
+        except lifecycle.LifecycleError as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(f"token {token_id} revoked")
+
+
+@main.command("config", help="Print the effective settings (secrets left out).")
+def show_config() -> None:
+    from .config import describe
+
+    click.echo(describe(_app(AUTO_MIGRATE=False, SWEEP_MODE="off")))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

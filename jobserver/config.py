@@ -1,0 +1,105 @@
+"""Settings: built-in defaults, then ``instance/jobserver.cfg``, then
+``JOBSERVER_*`` environment variables, then the mapping given to create_app."""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Mapping
+
+from flask import Flask
+from flask.sessions import SecureCookieSessionInterface
+
+DEFAULTS: dict[str, Any] = {
+    # The database; None means an SQLite file in the instance folder.
+    "DATABASE_URL": None,
+    "SECRET_KEY": "dev-not-secret",
+    # Apply Alembic migrations when the app starts.
+    "AUTO_MIGRATE": True,
+    # How lifetimes are enforced: "thread" (a background sweeper, for the
+    # standalone server), "request" (a rate-limited sweep run by incoming
+    # requests, for mod_wsgi) or "off" (cron runs `jobserver sweep`).
+    "SWEEP_MODE": "request",
+    "SWEEP_INTERVAL": 5.0,
+    # Seconds without a heartbeat (or claim) after which an API worker is lost.
+    "WORKER_LOST_AFTER": 60.0,
+    # If set, creating a board through the API needs this bearer token.
+    "ADMIN_TOKEN": "",
+    # If set, the dashboard pages ask for this password (HTTP Basic).
+    "VIEW_PASSWORD": "",
+    # Seconds between two live updates of one board (the coalescing window).
+    "LIVE_INTERVAL": 0.5,
+    # Whether the Socket.IO server lets clients upgrade to WebSocket
+    # (mod_wsgi cannot carry WebSocket: it must be False there).
+    "WEBSOCKET": True,
+    # Socket.IO async mode: "threading" or "eventlet".
+    "ASYNC_MODE": "threading",
+    # SQLite busy timeout (seconds).
+    "SQLITE_TIMEOUT": 30.0,
+    # Rows per page of the job table.
+    "PAGE_SIZE": 50,
+}
+
+ENV_PREFIX = "JOBSERVER_"
+
+
+def _parse(value: str, default: Any) -> Any:
+    """Parse an environment string into the type of its default."""
+    if isinstance(default, bool):
+        low = value.strip().lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"expected true/false, got {value!r}")
+    if isinstance(default, float):
+        return float(value)
+    if isinstance(default, int):
+        return int(value)
+    return value
+
+
+def load_config(app: Flask, config: Mapping[str, Any] | None = None) -> None:
+    """Fill ``app.config`` from defaults, the instance file, the environment
+    and finally ``config``."""
+    app.config.from_mapping(DEFAULTS)
+    app.config.from_pyfile("jobserver.cfg", silent=True)
+    for key, default in DEFAULTS.items():
+        raw = os.environ.get(ENV_PREFIX + key)
+        if raw is not None:
+            try:
+                app.config[key] = _parse(raw, default)
+            except ValueError as exc:
+                raise SystemExit(f"{ENV_PREFIX}{key}: {exc}") from None
+    if config:
+        app.config.update(config)
+
+    url = app.config["DATABASE_URL"]
+    if not url:
+        os.makedirs(app.instance_path, exist_ok=True)
+        url = "sqlite:///" + os.path.join(app.instance_path, "jobserver.sqlite")
+    app.config["SQLALCHEMY_DATABASE_URI"] = url
+    app.config["SQLALCHEMY_TRACK_MODIFICATIONS"] = False
+    if url.startswith("sqlite"):
+        app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"].setdefault(
+            "connect_args",
+            {"timeout": app.config["SQLITE_TIMEOUT"], "check_same_thread": False},
+        )
+
+
+def describe(app: Flask) -> str:
+    """A one-line, secret-free summary of the effective settings."""
+    shown = {k: app.config[k] for k in DEFAULTS if k not in ("SECRET_KEY", "ADMIN_TOKEN", "VIEW_PASSWORD")}
+    shown["DATABASE_URL"] = app.config["SQLALCHEMY_DATABASE_URI"]
+    return json.dumps(shown, default=str)
+
+
+class NoSessions(SecureCookieSessionInterface):
+    """No signed-cookie session: nothing uses it, and opening one costs every
+    request a serializer (measured: about 4% of a claim's server time)."""
+
+    def open_session(self, app, request):  # type: ignore[override]
+        return self.make_null_session(app)
+
+    def save_session(self, app, session, response) -> None:  # type: ignore[override]
+        return None

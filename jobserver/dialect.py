@@ -1,0 +1,115 @@
+"""The one spot for what differs between SQLite and PostgreSQL."""
+from __future__ import annotations
+
+import threading
+import weakref
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+from sqlalchemy import Table, event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+
+
+def insert_ignore(table: Table, conflict_columns: list[str], dialect_name: str) -> Any:
+    """An INSERT that silently skips rows whose unique key already exists."""
+    if dialect_name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing(index_elements=conflict_columns)
+    if dialect_name == "sqlite":
+        return sqlite.insert(table).on_conflict_do_nothing(index_elements=conflict_columns)
+    raise NotImplementedError(f"unsupported database: {dialect_name}")
+
+
+def tune_engine(engine: Engine) -> None:
+    """Per-connection settings: WAL, a busy timeout and foreign keys on SQLite."""
+    if engine.dialect.name != "sqlite":
+        return
+
+    @event.listens_for(engine, "connect")
+    def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+
+class _Writer:
+    """SQLite's single writer of one process: a lock and the connection that
+    holds it.  Writes queue on the lock instead of in SQLite's busy handler
+    (whose sleeps of up to 100 ms would throttle a busy server), and reuse
+    one connection instead of a pool checkout each."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.conn: Connection | None = None
+
+
+_writers: "weakref.WeakKeyDictionary[Engine, _Writer]" = weakref.WeakKeyDictionary()
+_writers_guard = threading.Lock()
+
+
+def _writer(engine: Engine) -> _Writer:
+    with _writers_guard:
+        w = _writers.get(engine)
+        if w is None:
+            w = _writers[engine] = _Writer()
+        return w
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """One write transaction, committed on success and rolled back on error.
+
+    On SQLite a process has one writer (see _Writer); other processes (a
+    cron sweep, a second server) still wait on SQLite's busy timeout.
+    PostgreSQL takes a pooled connection: row locks do the rest."""
+    if engine.dialect.name != "sqlite":
+        with engine.begin() as conn:
+            yield conn
+        return
+    w = _writer(engine)
+    with w.lock:
+        if w.conn is None or w.conn.closed or w.conn.invalidated:
+            w.conn = engine.connect()
+        try:
+            with w.conn.begin():
+                yield w.conn
+        except BaseException:
+            if w.conn.invalidated:
+                w.conn.close()
+                w.conn = None
+            raise
+
+
+def close_writer(engine: Engine) -> None:
+    """Give the writer connection back (before the engine is disposed)."""
+    w = _writers.get(engine)
+    if w is not None and w.conn is not None:
+        with w.lock:
+            w.conn.close()
+            w.conn = None
+
+
+def add_to_counters(table: Table, key_columns: list[str], dialect_name: str) -> Any:
+    """INSERT ... ON CONFLICT (key) DO UPDATE SET n = n + excluded.n: adds
+    to a counter row, creating it at first use (SQLite and PostgreSQL)."""
+    if dialect_name == "postgresql":
+        stmt = postgresql.insert(table)
+    elif dialect_name == "sqlite":
+        stmt = sqlite.insert(table)
+    else:
+        raise NotImplementedError(f"unsupported database: {dialect_name}")
+    return stmt.on_conflict_do_update(index_elements=key_columns,
+                                      set_={"n": table.c.n + stmt.excluded.n})
+
+
+def optimize(engine: Engine) -> None:
+    """Refresh the query planner's statistics (SQLite's ANALYZE, sampling at
+    most 1,000 rows an index, so a million-row table takes milliseconds).
+    Without them SQLite may walk a whole board to find its few failed jobs."""
+    if engine.dialect.name != "sqlite":
+        return  # PostgreSQL's autovacuum analyzes by itself
+    with write_transaction(engine) as conn:
+        conn.exec_driver_sql("PRAGMA analysis_limit=1000")
+        conn.exec_driver_sql("ANALYZE")

@@ -1,0 +1,257 @@
+"""The worker side of the API: advance, fail, release, cancel, heartbeat.
+
+An attempt id is a worker's handle on a claimed job.  Only an open attempt
+(not yet ended by a report or by the sweeper) may change its job; a stale one
+gets Conflict and changes nothing.
+"""
+from __future__ import annotations
+
+import collections
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+from sqlalchemy import Connection, bindparam, select, update
+
+from .. import live
+from ..dialect import write_transaction
+from ..models import EventKind, JobState, Outcome, WorkerState
+from .common import (ACTIVE, ATTEMPTS, BOARDS, JOBS, WORKERS, _NEW_EVENT, Conflict, LifecycleError,
+                     _check_stages, _engine, _event)
+from .counters import Tally
+from .jobs import touch_worker
+
+MAX_ERROR = 4000  # characters of error text kept
+MAX_LOG = 16000  # characters of log tail kept
+
+
+@dataclass(frozen=True)
+class Advance:
+    attempt_id: int
+    to_stage: int | None = None  # default: the claimed-from stage + 2
+    result: str | None = None  # JSON text
+    filename: str | None = None
+
+
+_OPEN_ATTEMPTS = (
+    select(ATTEMPTS.c.id, ATTEMPTS.c.job_id, ATTEMPTS.c.stage, ATTEMPTS.c.worker,
+           JOBS.c.key, JOBS.c.state, JOBS.c.attempts, JOBS.c.stage.label("job_stage"))
+    .join(JOBS, JOBS.c.id == ATTEMPTS.c.job_id)
+    .where(ATTEMPTS.c.id.in_(bindparam("ids", expanding=True)),
+           ATTEMPTS.c.board_id == bindparam("b"), ATTEMPTS.c.ended_at.is_(None))
+    .with_for_update(of=ATTEMPTS)
+)
+
+
+def _open_attempts(conn: Connection, board_id: int, ids: Iterable[int]) -> dict[int, Any]:
+    """The still-open attempts among ``ids`` with their jobs, locked on
+    PostgreSQL for the rest of the transaction."""
+    rows = conn.execute(_OPEN_ATTEMPTS, {"ids": list(ids), "b": board_id}).all()
+    return {r.id: r for r in rows}
+
+
+def _require_open(found: dict[int, Any], ids: Sequence[int]) -> None:
+    stale = [i for i in ids if i not in found]
+    if stale:
+        raise Conflict(f"{len(stale)} attempt(s) no longer hold their job (lost, requeued or "
+                       "already reported): nothing was changed", {"stale_attempts": stale})
+
+
+_ADVANCE_JOB = (
+    update(JOBS).where(JOBS.c.id == bindparam("job"))
+    .values(stage=bindparam("to_stage"), entered_at=bindparam("now"), flagged=False,
+            heartbeat_at=None, result=bindparam("new_result"))
+)
+_ADVANCE_JOB_FILE = _ADVANCE_JOB.values(filename=bindparam("new_filename"))
+_ADVANCE_JOBS = (
+    update(JOBS).where(JOBS.c.id.in_(bindparam("jobs", expanding=True)))
+    .values(stage=bindparam("to_stage"), entered_at=bindparam("now"), flagged=False,
+            heartbeat_at=None, result=None)
+)
+_END_ATTEMPTS = (
+    update(ATTEMPTS).where(ATTEMPTS.c.id.in_(bindparam("attempts", expanding=True)))
+    .values(ended_at=bindparam("now"), outcome=bindparam("result_outcome"))
+)
+_END_ATTEMPT = (
+    update(ATTEMPTS).where(ATTEMPTS.c.id == bindparam("attempt"))
+    .values(ended_at=bindparam("now"), outcome=bindparam("result_outcome"))
+)
+
+
+def advance(board_id: int, items: Sequence[Advance]) -> dict[str, int]:
+    """Report claimed jobs done with their stage: all of them or none."""
+    if not items:
+        return {"advanced": 0, "cancelled": 0}
+    ids = [i.attempt_id for i in items]
+    if len(set(ids)) != len(ids):
+        raise LifecycleError("the same attempt appears twice in one advance")
+    now = time.time()
+    with write_transaction(_engine()) as conn:
+        found = _open_attempts(conn, board_id, ids)
+        _require_open(found, ids)
+        targets = {i.attempt_id: (found[i.attempt_id].stage + 2 if i.to_stage is None
+                                  else i.to_stage) for i in items}
+        _check_stages(conn, board_id, *targets.values())
+        moving = [i for i in items if found[i.attempt_id].state == ACTIVE]
+        cancelled = [i for i in items if found[i.attempt_id].state != ACTIVE]
+        # Plain reports (no result, no file name) move in one statement per
+        # target stage; the others one row each.
+        plain: dict[int, list[int]] = {}
+        detailed = []
+        for i in moving:
+            if i.result is None and i.filename is None:
+                plain.setdefault(targets[i.attempt_id], []).append(found[i.attempt_id].job_id)
+            else:
+                detailed.append(i)
+        for to_stage, job_ids in plain.items():
+            conn.execute(_ADVANCE_JOBS, {"jobs": job_ids, "to_stage": to_stage, "now": now})
+        for stmt, group in ((_ADVANCE_JOB, [i for i in detailed if i.filename is None]),
+                            (_ADVANCE_JOB_FILE, [i for i in detailed if i.filename is not None])):
+            if group:
+                conn.execute(stmt, [
+                    {"job": found[i.attempt_id].job_id, "to_stage": targets[i.attempt_id],
+                     "now": now, "new_result": i.result, "new_filename": i.filename}
+                    for i in group])
+        tally = Tally()
+        for i in moving:
+            a = found[i.attempt_id]
+            tally.move(board_id, 1, (a.job_stage, ACTIVE), (targets[i.attempt_id], ACTIVE))
+            tally.reach(board_id, targets[i.attempt_id])
+        tally.apply(conn, now)
+        for outcome, group in ((Outcome.ADVANCED, moving), (Outcome.CANCELLED, cancelled)):
+            if group:
+                conn.execute(_END_ATTEMPTS, {"attempts": [i.attempt_id for i in group],
+                                             "now": now, "result_outcome": outcome.value})
+    live.mark_dirty(board_id)
+    return {"advanced": len(moving), "cancelled": len(cancelled)}
+
+
+def fail(board_id: int, attempt_id: int, error: str, exit_code: int | None = None,
+         log: str | None = None) -> str:
+    """A claimed job failed: back to its stage for another try, or failed for
+    good once it has used the board's max_attempts.  Returns "requeued",
+    "failed" or "cancelled"."""
+    now = time.time()
+    error = (error or "")[-MAX_ERROR:]
+    with write_transaction(_engine()) as conn:
+        found = _open_attempts(conn, board_id, [attempt_id])
+        _require_open(found, [attempt_id])
+        a = found[attempt_id]
+        max_attempts = conn.execute(select(BOARDS.c.max_attempts)
+                                    .where(BOARDS.c.id == board_id)).scalar_one()
+        tally = Tally()
+        if a.state != ACTIVE:
+            outcome = "cancelled"
+        elif a.attempts >= max_attempts:
+            outcome = "failed"
+            conn.execute(update(JOBS).where(JOBS.c.id == a.job_id).values(
+                state=JobState.FAILED.value, error=error, heartbeat_at=None, entered_at=now))
+            tally.move(board_id, 1, (a.job_stage, ACTIVE), (a.job_stage, JobState.FAILED.value))
+        else:
+            outcome = "requeued"
+            conn.execute(update(JOBS).where(JOBS.c.id == a.job_id).values(
+                stage=a.stage, error=error, heartbeat_at=None, entered_at=now, flagged=False))
+            tally.move(board_id, 1, (a.job_stage, ACTIVE), (a.stage, ACTIVE))
+        tally.apply(conn, now)
+        conn.execute(update(ATTEMPTS).where(ATTEMPTS.c.id == attempt_id).values(
+            ended_at=now, outcome=Outcome.FAILED.value, error=error, exit_code=exit_code,
+            log=None if log is None else log[-MAX_LOG:]))
+        if outcome != "cancelled":
+            kind = EventKind.FAILED if outcome == "failed" else EventKind.REQUEUED
+            conn.execute(_NEW_EVENT, _event(
+                board_id, kind, now, job_id=a.job_id, stage=a.stage,
+                detail={"reason": "failed", "error": error[-500:], "exit_code": exit_code,
+                        "attempt": a.attempts}))
+    live.mark_dirty(board_id)
+    return outcome
+
+
+def release(board_id: int, attempt_ids: Sequence[int]) -> int:
+    """Give claimed jobs back untouched (a draining worker): they return to
+    their stage and the attempt does not count against max_attempts."""
+    if not attempt_ids:
+        return 0
+    now = time.time()
+    with write_transaction(_engine()) as conn:
+        found = _open_attempts(conn, board_id, attempt_ids)
+        _require_open(found, attempt_ids)
+        active = [a for a in found.values() if a.state == ACTIVE]
+        tally = Tally()
+        for a in active:
+            conn.execute(update(JOBS).where(JOBS.c.id == a.job_id).values(
+                stage=a.stage, attempts=JOBS.c.attempts - 1, heartbeat_at=None,
+                entered_at=now, flagged=False))
+            tally.move(board_id, 1, (a.job_stage, ACTIVE), (a.stage, ACTIVE))
+        tally.apply(conn, now)
+        conn.execute(_END_ATTEMPT, [
+            {"attempt": i, "now": now, "result_outcome": Outcome.RELEASED.value}
+            for i in attempt_ids])
+        if active:
+            conn.execute(_NEW_EVENT, [_event(board_id, EventKind.RELEASED, now, job_id=a.job_id,
+                                             stage=a.stage) for a in active])
+    live.mark_dirty(board_id)
+    return len(active)
+
+
+def cancel(board_id: int, keys: Sequence[str] | None = None) -> int:
+    """Cancel waiting and running jobs (all of the board's, or those keys).
+    Running ones are told through their worker's next heartbeat."""
+    now = time.time()
+    q = update(JOBS).where(JOBS.c.board_id == board_id, JOBS.c.state == ACTIVE)
+    if keys is not None:
+        q = q.where(JOBS.c.key.in_(list(keys)))
+    with write_transaction(_engine()) as conn:
+        stages = collections.Counter(conn.execute(
+            q.values(state=JobState.CANCELLED.value, entered_at=now)
+            .returning(JOBS.c.stage)).scalars())
+        n = sum(stages.values())
+        tally = Tally()
+        for stage, k in stages.items():
+            tally.move(board_id, k, (stage, ACTIVE), (stage, JobState.CANCELLED.value))
+        tally.apply(conn, now)
+        if n:
+            conn.execute(_NEW_EVENT, _event(board_id, EventKind.CANCELLED, now, count=n,
+                                            detail={"keys": list(keys)[:50]} if keys else None))
+    live.mark_dirty(board_id)
+    return n
+
+
+_KEEP_ALIVE = (
+    update(JOBS)
+    .where(JOBS.c.id.in_(
+        select(ATTEMPTS.c.job_id)
+        .where(ATTEMPTS.c.board_id == bindparam("b"), ATTEMPTS.c.worker == bindparam("w"),
+               ATTEMPTS.c.ended_at.is_(None))
+        .scalar_subquery()))
+    .values(heartbeat_at=bindparam("now"))
+)
+
+
+def heartbeat(board_id: int, worker: str, running: Sequence[int] = (),
+              samples: dict[int, dict[str, Any]] | None = None, host: str | None = None,
+              pid: int | None = None, resources: dict[str, Any] | None = None,
+              stopped: bool = False) -> dict[str, list[int]]:
+    """A worker says it is alive: its leased jobs' lifetimes start again now.
+    Answers which of its ``running`` attempts it must stop: ``cancelled``
+    (the job was cancelled) and ``lost`` (the attempt ended without it,
+    e.g. requeued after a silence)."""
+    now = time.time()
+    samples = samples or {}
+    with write_transaction(_engine()) as conn:
+        touch_worker(conn, board_id, worker, now, host=host, pid=pid,
+                     resources=json.dumps(resources) if resources else None)
+        conn.execute(_KEEP_ALIVE, {"b": board_id, "w": worker, "now": now})
+        if stopped:  # a clean exit: not to be reported lost later
+            conn.execute(update(WORKERS).where(WORKERS.c.board_id == board_id,
+                                               WORKERS.c.name == worker)
+                         .values(state=WorkerState.STOPPED.value))
+        found = _open_attempts(conn, board_id, running) if running else {}
+        if samples:
+            rows = [{"attempt": a, "sample": json.dumps(s)} for a, s in samples.items()
+                    if a in found]
+            if rows:
+                conn.execute(update(ATTEMPTS).where(ATTEMPTS.c.id == bindparam("attempt"))
+                             .values(resources=bindparam("sample")), rows)
+    return {"cancelled": [a for a in running if a in found and found[a].state != ACTIVE],
+            "lost": [a for a in running if a not in found]}

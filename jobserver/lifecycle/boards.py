@@ -1,0 +1,248 @@
+"""Boards, their stage lifetimes and their API tokens."""
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import secrets
+import time
+from typing import Any, Sequence
+
+from flask import current_app
+from sqlalchemy import Connection, bindparam, select, update
+
+from .. import live
+from ..dialect import insert_ignore, write_transaction
+from .common import (BOARDS, STAGES, TOKENS, BoardRef, Conflict, LifecycleError, NotFound,
+                     _check_stages, _dialect, _engine)
+
+log = logging.getLogger(__name__)
+
+
+def classic_board_name(jobix: int) -> str:
+    """A board name for a classic jobix that does not reveal the jobix."""
+    digest = hashlib.sha256(str(jobix).encode()).hexdigest()[:10]
+    return f"board-{digest}"
+
+
+def _board_cache() -> dict[int, BoardRef]:
+    # jobix -> board identity never changes, so it may be remembered; bounded
+    # by the number of boards (and cleared past 10,000), not by traffic.
+    cache = current_app.extensions.setdefault("jobserver_boards", {})
+    if len(cache) > 10_000:
+        cache.clear()
+    return cache
+
+
+def find_board(jobix: int) -> BoardRef | None:
+    cache = _board_cache()
+    ref = cache.get(jobix)
+    if ref is not None:
+        return ref
+    with _engine().connect() as conn:
+        row = conn.execute(select(BOARDS.c.id, BOARDS.c.name, BOARDS.c.jobix)
+                           .where(BOARDS.c.jobix == jobix)).first()
+    if row is None:
+        return None
+    ref = cache[jobix] = BoardRef(row.id, row.name, row.jobix)
+    return ref
+
+
+def ensure_board(jobix: int) -> BoardRef:
+    """The board of a classic jobix, created on first use."""
+    found = find_board(jobix)
+    if found:
+        return found
+    with write_transaction(_engine()) as conn:
+        conn.execute(insert_ignore(BOARDS, ["jobix"], _dialect()).values(
+            name=classic_board_name(jobix), jobix=jobix, created_at=time.time(),
+            auto_requeue=True, max_attempts=3))
+    log.info("created board %s", classic_board_name(jobix))
+    found = find_board(jobix)
+    assert found is not None
+    return found
+
+
+def set_board_options(board_id: int, auto_requeue: bool | None = None,
+                      max_attempts: int | None = None) -> None:
+    values: dict[str, Any] = {}
+    if auto_requeue is not None:
+        values["auto_requeue"] = auto_requeue
+    if max_attempts is not None:
+        if max_attempts < 1:
+            raise LifecycleError("max_attempts must be at least 1")
+        values["max_attempts"] = max_attempts
+    if values:
+        with write_transaction(_engine()) as conn:
+            conn.execute(update(BOARDS).where(BOARDS.c.id == board_id).values(**values))
+
+
+# ----------------------------------------------------------------- lifetimes
+
+def _check_minutes(minutes: Sequence[float]) -> None:
+    if not minutes:
+        raise LifecycleError("give at least one lifetime, e.g. /init/60/60/0")
+    for m in minutes:
+        if not (0 <= m < float("inf")):
+            raise LifecycleError(f"lifetimes are minutes >= 0, got {m!r}")
+
+
+def _lifetimes(conn: Connection, board_id: int) -> dict[int, float]:
+    rows = conn.execute(select(STAGES.c.number, STAGES.c.lifetime)
+                        .where(STAGES.c.board_id == board_id).order_by(STAGES.c.number)).all()
+    return {r.number: r.lifetime for r in rows}
+
+
+def lifetimes(board_id: int) -> dict[int, float]:
+    with _engine().connect() as conn:
+        return _lifetimes(conn, board_id)
+
+
+def set_lifetimes_if_unset(board_id: int, minutes: Sequence[float]) -> dict[int, float]:
+    """Give stages 0..n their lifetimes unless the board already has some."""
+    _check_minutes(minutes)
+    with write_transaction(_engine()) as conn:
+        if not _lifetimes(conn, board_id):
+            conn.execute(STAGES.insert(), [
+                {"board_id": board_id, "number": i, "lifetime": float(m)}
+                for i, m in enumerate(minutes)])
+        result = _lifetimes(conn, board_id)
+    live.mark_dirty(board_id)
+    return result
+
+
+def set_lifetime(board_id: int, stage: int, minutes: float) -> dict[int, float]:
+    """Set (or add) the lifetime of one stage."""
+    _check_minutes([minutes])
+    _check_stages(None, board_id, stage)
+    with write_transaction(_engine()) as conn:
+        changed = conn.execute(
+            update(STAGES).where(STAGES.c.board_id == board_id, STAGES.c.number == stage)
+            .values(lifetime=float(minutes))).rowcount
+        if not changed:
+            conn.execute(STAGES.insert().values(board_id=board_id, number=stage,
+                                                lifetime=float(minutes)))
+        result = _lifetimes(conn, board_id)
+    live.mark_dirty(board_id)
+    return result
+
+
+# ------------------------------------------------------------ API boards
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+CLASSIC_NAME_RE = re.compile(r"^board-[0-9a-f]{10}$")  # see classic_board_name
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _ref_of(row: Any) -> BoardRef:
+    return BoardRef(row.id, row.name, row.jobix)
+
+
+def board_by_name(name: str) -> BoardRef | None:
+    with _engine().connect() as conn:
+        row = conn.execute(select(BOARDS.c.id, BOARDS.c.name, BOARDS.c.jobix)
+                           .where(BOARDS.c.name == name)).first()
+    return _ref_of(row) if row else None
+
+
+def create_board(name: str, lifetimes_min: Sequence[float] | None = None,
+                 stage_names: Sequence[str] | None = None, max_attempts: int = 3,
+                 auto_requeue: bool = True) -> BoardRef:
+    """A new API board with its stages.  Raises Conflict if the name exists."""
+    if not NAME_RE.match(name or ""):
+        raise LifecycleError("a board name is 1-100 letters, digits, '.', '_' or '-', "
+                             "starting with a letter or digit")
+    if CLASSIC_NAME_RE.match(name):
+        raise LifecycleError("names like board-<10 hex digits> belong to classic job lists: "
+                             "choose another")
+    if max_attempts < 1:
+        raise LifecycleError("max_attempts must be at least 1")
+    lts = list(lifetimes_min or [])
+    names = list(stage_names or [])
+    if lts:
+        _check_minutes(lts)
+    if names and lts and len(names) != len(lts):
+        raise LifecycleError(f"{len(names)} stage names for {len(lts)} lifetimes")
+    n_stages = max(len(lts), len(names))
+    with write_transaction(_engine()) as conn:
+        if conn.execute(select(BOARDS.c.id).where(BOARDS.c.name == name)).first():
+            raise Conflict(f"a board named {name!r} exists already")
+        board_id = conn.execute(BOARDS.insert().values(
+            name=name, jobix=None, created_at=time.time(), auto_requeue=auto_requeue,
+            max_attempts=max_attempts).returning(BOARDS.c.id)).scalar_one()
+        if n_stages:
+            conn.execute(STAGES.insert(), [
+                {"board_id": board_id, "number": i,
+                 "lifetime": float(lts[i]) if i < len(lts) else 0.0,
+                 "name": names[i] if i < len(names) else None}
+                for i in range(n_stages)])
+    log.info("created board %s", name)
+    return BoardRef(board_id, name, None)
+
+
+def issue_token(board_id: int, name: str = "default") -> str:
+    """A new bearer token for the board; only its digest is stored."""
+    token = "jsb_" + secrets.token_urlsafe(30)
+    with write_transaction(_engine()) as conn:
+        conn.execute(TOKENS.insert().values(board_id=board_id, name=name[:200],
+                                            digest=_digest(token), created_at=time.time()))
+    return token
+
+
+def list_tokens(board_id: int) -> list[dict[str, Any]]:
+    with _engine().connect() as conn:
+        rows = conn.execute(select(TOKENS.c.id, TOKENS.c.name, TOKENS.c.created_at,
+                                   TOKENS.c.revoked_at)
+                            .where(TOKENS.c.board_id == board_id).order_by(TOKENS.c.id)).all()
+    return [dict(r._mapping) for r in rows]
+
+
+def revoke_token(board_id: int, token_id: int) -> None:
+    with write_transaction(_engine()) as conn:
+        n = conn.execute(update(TOKENS).where(TOKENS.c.id == token_id,
+                                              TOKENS.c.board_id == board_id,
+                                              TOKENS.c.revoked_at.is_(None))
+                         .values(revoked_at=time.time())).rowcount
+    if not n:
+        raise NotFound(f"no active token {token_id} on this board")
+
+
+_BOARD_OF_TOKEN = (
+    select(BOARDS.c.id, BOARDS.c.name, BOARDS.c.jobix)
+    .join(TOKENS, TOKENS.c.board_id == BOARDS.c.id)
+    .where(TOKENS.c.digest == bindparam("digest"), TOKENS.c.revoked_at.is_(None))
+)
+
+
+def board_for_token(token: str) -> BoardRef | None:
+    """The board a bearer token opens, or None (unknown or revoked)."""
+    with _engine().connect() as conn:
+        row = conn.execute(_BOARD_OF_TOKEN, {"digest": _digest(token)}).first()
+    return _ref_of(row) if row else None
+
+
+def board_settings(board_id: int) -> dict[str, Any]:
+    with _engine().connect() as conn:
+        row = conn.execute(select(BOARDS.c.auto_requeue, BOARDS.c.max_attempts)
+                           .where(BOARDS.c.id == board_id)).one()
+        stages = conn.execute(select(STAGES.c.number, STAGES.c.lifetime, STAGES.c.name)
+                              .where(STAGES.c.board_id == board_id)
+                              .order_by(STAGES.c.number)).all()
+    return {"auto_requeue": bool(row.auto_requeue), "max_attempts": row.max_attempts,
+            "stages": [{"stage": s.number, "lifetime": s.lifetime, "name": s.name}
+                       for s in stages]}
+
+
+def set_stage_name(board_id: int, stage: int, name: str | None) -> None:
+    _check_stages(None, board_id, stage)
+    with write_transaction(_engine()) as conn:
+        changed = conn.execute(update(STAGES).where(STAGES.c.board_id == board_id,
+                                                    STAGES.c.number == stage)
+                               .values(name=name)).rowcount
+        if not changed:
+            conn.execute(STAGES.insert().values(board_id=board_id, number=stage, lifetime=0.0,
+                                                name=name))
+    live.mark_dirty(board_id)

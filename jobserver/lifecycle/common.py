@@ -1,0 +1,122 @@
+"""Shared pieces of the lifecycle: tables, errors, value types, helpers."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, func, or_, select, update
+
+from ..extensions import db
+from ..models import Attempt, Board, Event, EventKind, Job, JobState, Stage, Token, Worker
+
+JOBS = Job.__table__
+ATTEMPTS = Attempt.__table__
+EVENTS = Event.__table__
+STAGES = Stage.__table__
+BOARDS = Board.__table__
+WORKERS = Worker.__table__
+TOKENS = Token.__table__
+
+ACTIVE = JobState.ACTIVE.value
+
+
+class LifecycleError(ValueError):
+    """A request that cannot be carried out; the message says why."""
+
+
+class UnknownStage(LifecycleError):
+    """A stage outside the board's declared stages."""
+
+
+class NotFound(LifecycleError):
+    """No such job (or board, or token) in this board."""
+
+
+class Conflict(LifecycleError):
+    """The request names something that is no longer so: a stale attempt,
+    an existing board name.  ``details`` says which."""
+
+    def __init__(self, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.details = details
+
+
+@dataclass(frozen=True)
+class BoardRef:
+    id: int
+    name: str
+    jobix: int | None
+
+
+@dataclass(frozen=True)
+class NewJob:
+    key: str
+    payload: str  # JSON text
+    stage: int
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    id: int
+    key: str
+    payload: str
+    stage: int  # the stage it was claimed from
+    attempt_id: int
+    attempt: int = 1  # how many times the job has been claimed, this one included
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    flagged: int
+    requeued: int
+    failed: int
+
+
+
+_LAST_STAGE = select(func.max(STAGES.c.number)).where(STAGES.c.board_id == bindparam("b"))
+
+# True when stage :top exists on board :b (any stage does on a board without
+# declared stages).  Folded into the hot statements so that a claim or an
+# update needs no separate check; when they change nothing, _check_stages
+# tells an unknown stage from "no job".
+_STAGE_OK = or_(_LAST_STAGE.scalar_subquery().is_(None),
+                bindparam("top") <= _LAST_STAGE.scalar_subquery())
+_NEW_EVENT = EVENTS.insert()
+
+_CLOSE_ATTEMPT = (
+    update(ATTEMPTS)
+    .where(ATTEMPTS.c.job_id == bindparam("job"), ATTEMPTS.c.ended_at.is_(None))
+    .values(ended_at=bindparam("now"), outcome=bindparam("result"))
+)
+
+def _event(board_id: int, kind: EventKind, now: float, job_id: int | None = None,
+           stage: int | None = None, count: int = 1, detail: Any = None) -> dict[str, Any]:
+    return {
+        "board_id": board_id, "job_id": job_id, "kind": kind.value, "at": now,
+        "stage": stage, "count": count,
+        "detail": None if detail is None else json.dumps(detail),
+    }
+
+
+def _engine():
+    return db.engine
+
+
+def _dialect() -> str:
+    return db.engine.dialect.name
+
+
+def _check_stages(conn: Connection | None, board_id: int, *stages: int) -> None:
+    """Refuse stages the board does not have.  A board with lifetimes set by
+    /init has stages 0..n; a board without any accepts every stage >= 0."""
+    for s in stages:
+        if s < 0:
+            raise UnknownStage(f"stage must be a non-negative integer, got {s}")
+    if conn is None:
+        return
+    last = conn.execute(_LAST_STAGE, {"b": board_id}).scalar()
+    if last is not None:
+        for s in stages:
+            if s > last:
+                raise UnknownStage(f"unknown stage {s}: this board has stages 0..{last}")

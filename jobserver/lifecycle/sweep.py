@@ -1,0 +1,169 @@
+"""Lifetimes enforced: flag overstaying jobs, requeue or fail them."""
+from __future__ import annotations
+
+import collections
+import logging
+import time
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, func, select, true, update
+
+from .. import live
+from ..dialect import write_transaction
+from ..models import EventKind, JobState, Outcome, WorkerState
+from .counters import Tally
+from .common import (ACTIVE, ATTEMPTS, BOARDS, JOBS, STAGES, WORKERS, _NEW_EVENT, SweepResult,
+                     _check_stages, _engine, _event)
+
+log = logging.getLogger(__name__)
+
+
+def _close_attempts(conn: Connection, job_ids: list[int], now: float, outcome: Outcome) -> None:
+    """End the open attempts of these jobs; a worker whose attempt is lost
+    is marked lost too."""
+    if not job_ids:
+        return
+    ended = conn.execute(
+        update(ATTEMPTS).where(ATTEMPTS.c.job_id.in_(job_ids), ATTEMPTS.c.ended_at.is_(None))
+        .values(ended_at=now, outcome=outcome.value)
+        .returning(ATTEMPTS.c.board_id, ATTEMPTS.c.worker)).all()
+    lost = {(r.board_id, r.worker) for r in ended if r.worker}
+    if outcome == Outcome.LOST and lost:
+        conn.execute(update(WORKERS).where(WORKERS.c.board_id == bindparam("b"),
+                                           WORKERS.c.name == bindparam("w"))
+                     .values(state=WorkerState.LOST.value),
+                     [{"b": b, "w": w} for b, w in lost])
+
+
+def _lose_silent_workers(conn: Connection, now: float, lost_after: float,
+                         board_id: int | None) -> set[int]:
+    """Workers not heard from for ``lost_after`` seconds are lost."""
+    q = (update(WORKERS)
+         .where(WORKERS.c.state == WorkerState.ALIVE.value, WORKERS.c.last_seen < now - lost_after)
+         .values(state=WorkerState.LOST.value).returning(WORKERS.c.board_id))
+    if board_id is not None:
+        q = q.where(WORKERS.c.board_id == board_id)
+    return {r.board_id for r in conn.execute(q).all()}
+
+
+_FLAG_OVERDUE = (
+    update(JOBS)
+    .where(JOBS.c.id.in_(
+        select(JOBS.c.id)
+        .where(JOBS.c.board_id == bindparam("b"), JOBS.c.stage == bindparam("s"),
+               JOBS.c.state == ACTIVE,
+               # implied by the last term (a heartbeat is never older than the
+               # claim), but it lets the claim index skip the young jobs
+               JOBS.c.entered_at < bindparam("cut"),
+               JOBS.c.flagged.is_(False),
+               # a leased (API) job's lifetime counts from its last heartbeat
+               func.coalesce(JOBS.c.heartbeat_at, JOBS.c.entered_at) < bindparam("cut"))
+        .scalar_subquery()))
+    .values(flagged=True)
+    .returning(JOBS.c.id, JOBS.c.board_id, JOBS.c.stage, JOBS.c.attempts)
+)
+
+
+def _flag_overdue(conn: Connection, now: float, board_id: int | None) -> list[Any]:
+    """Flag the active jobs that overstay their stage's lifetime: one indexed
+    statement per stage that has a lifetime (never a scan of every job)."""
+    q = select(STAGES.c.board_id, STAGES.c.number, STAGES.c.lifetime).where(STAGES.c.lifetime > 0)
+    if board_id is not None:
+        q = q.where(STAGES.c.board_id == board_id)
+    rows: list[Any] = []
+    for st in conn.execute(q).all():
+        rows += conn.execute(_FLAG_OVERDUE, {"b": st.board_id, "s": st.number,
+                                             "cut": now - st.lifetime * 60.0}).all()
+    if 0 < len(rows) <= 100:
+        conn.execute(_NEW_EVENT, [
+            _event(r.board_id, EventKind.FLAGGED, now, job_id=r.id, stage=r.stage) for r in rows])
+    elif rows:  # a mass flagging (waiting jobs past an even stage's lifetime): one per stage
+        per_stage = collections.Counter((r.board_id, r.stage) for r in rows)
+        conn.execute(_NEW_EVENT, [_event(b, EventKind.FLAGGED, now, stage=st, count=n)
+                                  for (b, st), n in per_stage.items()])
+    return rows
+
+
+def _auto_requeue(conn: Connection, flagged: list[Any], now: float) -> tuple[int, int]:
+    """Send flagged jobs at odd stages back one stage, or fail them once they
+    used up their board's attempts.  Returns (requeued, failed)."""
+    odd = [r for r in flagged if r.stage % 2 == 1]
+    if not odd:
+        return 0, 0
+    boards = {b.id: b for b in conn.execute(
+        select(BOARDS.c.id, BOARDS.c.auto_requeue, BOARDS.c.max_attempts)
+        .where(BOARDS.c.id.in_({r.board_id for r in odd}))).all()}
+    requeue: dict[int, list[Any]] = {}
+    fail: list[Any] = []
+    for r in odd:
+        b = boards[r.board_id]
+        if not b.auto_requeue:
+            continue
+        if r.attempts >= b.max_attempts:
+            fail.append(r)
+        else:
+            requeue.setdefault(r.stage, []).append(r)
+    tally = Tally()
+    for stage, rows in requeue.items():
+        conn.execute(update(JOBS).where(JOBS.c.id.in_([r.id for r in rows]))
+                     .values(stage=stage - 1, flagged=False, entered_at=now, heartbeat_at=None))
+        for r in rows:
+            tally.move(r.board_id, 1, (stage, ACTIVE), (stage - 1, ACTIVE))
+    for r in fail:
+        tally.move(r.board_id, 1, (r.stage, ACTIVE), (r.stage, JobState.FAILED.value))
+    tally.apply(conn, now)
+    if fail:
+        conn.execute(update(JOBS).where(JOBS.c.id.in_([r.id for r in fail]))
+                     .values(state=JobState.FAILED.value, heartbeat_at=None,
+                             error="lost: its worker went silent for longer than the lifetime"))
+    moved = [r for rows in requeue.values() for r in rows]
+    _close_attempts(conn, [r.id for r in moved + fail], now, Outcome.LOST)
+    events = [_event(r.board_id, EventKind.REQUEUED, now, job_id=r.id, stage=r.stage - 1,
+                     detail={"reason": "lifetime exceeded", "attempts": r.attempts})
+              for r in moved]
+    events += [_event(r.board_id, EventKind.FAILED, now, job_id=r.id, stage=r.stage,
+                      detail={"reason": "lifetime exceeded", "attempts": r.attempts})
+               for r in fail]
+    if events:
+        conn.execute(_NEW_EVENT, events)
+    return len(moved), len(fail)
+
+
+def sweep(board_id: int | None = None, now: float | None = None,
+          lost_after: float = 60.0) -> SweepResult:
+    """Flag overstaying jobs (of one board or all), requeue or fail the
+    flagged ones at odd stages on boards that ask for it, and mark workers
+    silent for ``lost_after`` seconds as lost."""
+    now = time.time() if now is None else now
+    with write_transaction(_engine()) as conn:
+        flagged = _flag_overdue(conn, now, board_id)
+        requeued, failed = _auto_requeue(conn, flagged, now)
+        changed = _lose_silent_workers(conn, now, lost_after, board_id)
+    for b in changed | {r.board_id for r in flagged}:
+        live.mark_dirty(b)
+    if flagged:
+        log.info("sweep: %d flagged, %d requeued, %d failed", len(flagged), requeued, failed)
+    return SweepResult(len(flagged), requeued, failed)
+
+
+def requeue_flagged(board_id: int, old: int, new: int) -> int:
+    """Move this board's flagged jobs at stage ``old`` to ``new`` (by hand)."""
+    now = time.time()
+    with write_transaction(_engine()) as conn:
+        _check_stages(conn, board_id, old, new)
+        ids = conn.execute(
+            update(JOBS).where(JOBS.c.board_id == board_id, JOBS.c.stage == old,
+                               JOBS.c.flagged == true(), JOBS.c.state == ACTIVE)
+            .values(stage=new, flagged=False, entered_at=now, heartbeat_at=None)
+            .returning(JOBS.c.id)
+        ).scalars().all()
+        _close_attempts(conn, list(ids), now, Outcome.LOST)
+        tally = Tally()
+        tally.move(board_id, len(ids), (old, ACTIVE), (new, ACTIVE))
+        tally.apply(conn, now)
+        if ids:
+            conn.execute(_NEW_EVENT, [
+                _event(board_id, EventKind.REQUEUED, now, job_id=j, stage=new,
+                       detail={"reason": "check_stages", "from": old}) for j in ids])
+    live.mark_dirty(board_id)
+    return len(ids)

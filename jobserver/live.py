@@ -1,0 +1,154 @@
+"""Live updates over Socket.IO, coalesced.
+
+Writers call :func:`mark_dirty` (cheap: a set insert).  One emitter task per
+process wakes every ``LIVE_INTERVAL`` seconds, and for each board that changed
+since its last pass computes the summary once and sends it to that board's
+room.  A burst of 10,000 claims therefore becomes one message per interval.
+The dirty set is bounded by the number of boards, not by traffic.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+
+from typing import Any
+
+from flask import Flask, current_app, has_app_context, request
+from flask_socketio import join_room
+
+from .extensions import socketio
+
+log = logging.getLogger(__name__)
+
+HOME_ROOM = "home"
+
+
+def board_room(board_id: int) -> str:
+    """The classic job-list page's room (joined with the jobix)."""
+    return f"board:{board_id}"
+
+
+def dashboard_room(board_id: int) -> str:
+    """The dashboard board page's room (joined with the board's name)."""
+    return f"dash:{board_id}"
+
+
+class Broadcaster:
+    """The dirty set and the emitter task of one app."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        self.interval = float(app.config["LIVE_INTERVAL"])
+        self._dirty: set[int] = set()
+        self._lock = threading.Lock()
+        self._started = False
+        self._stopped = threading.Event()
+        self._task: Any = None
+
+    def mark(self, board_id: int) -> None:
+        with self._lock:
+            self._dirty.add(board_id)
+        if not self._started:
+            self.start()
+
+    def start(self) -> None:
+        with self._lock:
+            if self._started:
+                return
+            self._started = True
+        self._task = socketio.start_background_task(self._run)
+
+    def _take(self) -> set[int]:
+        with self._lock:
+            dirty, self._dirty = self._dirty, set()
+        return dirty
+
+    def stop(self) -> None:
+        """End the emitter task and wait for its last pass (an app being torn
+        down, in tests)."""
+        self._stopped.set()
+        if self._task is not None and hasattr(self._task, "join"):
+            self._task.join(self.interval * 4 + 1)
+
+    def _run(self) -> None:
+        while not self._stopped.is_set():
+            socketio.sleep(self.interval)
+            dirty = self._take()
+            if not dirty:
+                continue
+            try:
+                self.flush(dirty)
+            except Exception:  # keep the emitter alive whatever one pass does
+                log.exception("live update failed")
+
+    def flush(self, dirty: set[int]) -> None:
+        from . import insights, queries
+
+        with self.app.app_context():
+            # compute only what somebody is watching
+            for board_id in dirty:
+                if _watched(board_room(board_id)):
+                    socketio.emit("board", queries.board_summary(board_id),
+                                  to=board_room(board_id))
+                if _watched(dashboard_room(board_id)):
+                    socketio.emit("dashboard", insights.live_payload(board_id),
+                                  to=dashboard_room(board_id))
+            if _watched(HOME_ROOM):
+                socketio.emit("boards", insights.boards_overview(), to=HOME_ROOM)
+
+
+def _watched(room: str) -> bool:
+    """Whether any client of this process is in ``room``."""
+    server = getattr(socketio, "server", None)
+    if server is None:
+        return False
+    return next(iter(server.manager.get_participants("/", room)), None) is not None
+
+
+def init_app(app: Flask) -> None:
+    app.extensions["jobserver_live"] = Broadcaster(app)
+
+
+def mark_dirty(board_id: int) -> None:
+    """Note that a board changed; the emitter sends it within one interval."""
+    if has_app_context():
+        b: Broadcaster | None = current_app.extensions.get("jobserver_live")
+        if b is not None:
+            b.mark(board_id)
+
+
+@socketio.on("connect")
+def on_connect(auth: Any = None) -> bool:
+    """The dashboard's viewer password (if any) guards live updates too."""
+    from . import access
+
+    return access.allowed()
+
+
+@socketio.on("join")
+def on_join(data: Any) -> Any:
+    """A page asks for a board's updates: {"jobix": N} (the classic page),
+    {"board": name} (the dashboard) or {"home": true}."""
+    from . import lifecycle
+
+    if isinstance(data, dict) and data.get("home"):
+        join_room(HOME_ROOM)
+        return {"ok": True}
+    if isinstance(data, dict) and isinstance(data.get("board"), str):
+        ref = lifecycle.board_by_name(data["board"])
+        if ref is None:
+            return {"ok": False, "message": "no such board"}
+        join_room(dashboard_room(ref.id))
+        return {"ok": True}
+    try:
+        jobix = int(data.get("jobix"))  # type: ignore[union-attr]
+    except (AttributeError, TypeError, ValueError):
+        return {"ok": False, "message": "join needs {\"jobix\": <integer>}"}
+    board = lifecycle.find_board(jobix)
+    if board is None:
+        return {"ok": False, "message": "no job list for this jobix yet"}
+    join_room(board_room(board.id))
+    log.debug("sid %s joined board %s", getattr(request, "sid", "?"), board.name)
+    return {"ok": True}
+
+

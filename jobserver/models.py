@@ -1,0 +1,196 @@
+"""The tables: boards, their stages, jobs, attempts and events.
+
+Times are seconds since the epoch (float): portable between SQLite and
+PostgreSQL and cheap to compare with lifetimes.  Job payloads are JSON text.
+"""
+from __future__ import annotations
+
+import enum
+from typing import Optional
+
+from sqlalchemy import BigInteger, Float, ForeignKey, Index, String, Text, UniqueConstraint, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .extensions import db
+
+
+class JobState(str, enum.Enum):
+    ACTIVE = "active"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class Outcome(str, enum.Enum):
+    RUNNING = "running"
+    ADVANCED = "advanced"
+    RELEASED = "released"
+    LOST = "lost"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class EventKind(str, enum.Enum):
+    """What the event log holds; claims are the attempts table's rows."""
+
+    PUSHED = "pushed"
+    ADVANCED = "advanced"
+    FLAGGED = "flagged"
+    REQUEUED = "requeued"
+    FAILED = "failed"
+    RELEASED = "released"
+    CANCELLED = "cancelled"
+
+
+class WorkerState(str, enum.Enum):
+    ALIVE = "alive"
+    LOST = "lost"
+    STOPPED = "stopped"
+
+
+class Board(db.Model):
+    __tablename__ = "boards"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    jobix: Mapped[Optional[int]] = mapped_column(BigInteger, unique=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    auto_requeue: Mapped[bool] = mapped_column(default=True)
+    max_attempts: Mapped[int] = mapped_column(default=3)
+
+
+class Stage(db.Model):
+    __tablename__ = "stages"
+
+    board_id: Mapped[int] = mapped_column(ForeignKey("boards.id", ondelete="CASCADE"), primary_key=True)
+    number: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    lifetime: Mapped[float] = mapped_column(Float, default=0.0)  # minutes, 0 = forever
+    name: Mapped[Optional[str]] = mapped_column(String(200))
+
+
+class Job(db.Model):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        UniqueConstraint("board_id", "key", name="uq_jobs_board_key"),
+        # Serves claims (board, stage, state, oldest first) and the sweep.
+        Index("ix_jobs_claim", "board_id", "stage", "state", "entered_at"),
+        # One board's jobs in id order (the job table): never updated, as a
+        # job's board and id never change.
+        Index("ix_jobs_board", "board_id", "id"),
+        # The few flagged jobs, found without scanning a board.
+        Index("ix_jobs_flagged", "board_id", sqlite_where=text("flagged = 1"),
+              postgresql_where=text("flagged")),
+        # The failed jobs of a board, newest first, likewise.
+        Index("ix_jobs_failed", "board_id", "entered_at", sqlite_where=text("state = 'failed'"),
+              postgresql_where=text("state = 'failed'")),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    board_id: Mapped[int] = mapped_column(ForeignKey("boards.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(200))
+    payload: Mapped[str] = mapped_column(Text, default="null")
+    stage: Mapped[int] = mapped_column(default=0)
+    entered_at: Mapped[float] = mapped_column(Float)
+    flagged: Mapped[bool] = mapped_column(default=False)
+    filename: Mapped[Optional[str]] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(default=0)
+    state: Mapped[str] = mapped_column(String(16), default=JobState.ACTIVE.value)
+    # Set by API claims and heartbeats: a leased job's lifetime counts from
+    # its worker's last heartbeat instead of from entered_at.
+    heartbeat_at: Mapped[Optional[float]] = mapped_column(Float)
+    result: Mapped[Optional[str]] = mapped_column(Text)  # JSON reported on advance
+    error: Mapped[Optional[str]] = mapped_column(Text)  # the last failure's text
+
+
+class Attempt(db.Model):
+    __tablename__ = "attempts"
+    __table_args__ = (
+        Index("ix_attempts_job", "job_id", "ended_at"),
+        Index("ix_attempts_worker", "board_id", "worker", "ended_at"),  # heartbeats
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    board_id: Mapped[int] = mapped_column(ForeignKey("boards.id", ondelete="CASCADE"))
+    stage: Mapped[int]
+    worker: Mapped[Optional[str]] = mapped_column(String(200))
+    started_at: Mapped[float] = mapped_column(Float)
+    ended_at: Mapped[Optional[float]] = mapped_column(Float)
+    outcome: Mapped[str] = mapped_column(String(16), default=Outcome.RUNNING.value)
+    host: Mapped[Optional[str]] = mapped_column(String(200))
+    exit_code: Mapped[Optional[int]]
+    error: Mapped[Optional[str]] = mapped_column(Text)
+    log: Mapped[Optional[str]] = mapped_column(Text)  # stdout/stderr tail
+    resources: Mapped[Optional[str]] = mapped_column(Text)  # JSON: last sample
+
+
+class Worker(db.Model):
+    """A process that claims through the JSON API and heartbeats."""
+
+    __tablename__ = "workers"
+    __table_args__ = (UniqueConstraint("board_id", "name", name="uq_workers_board_name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    board_id: Mapped[int] = mapped_column(ForeignKey("boards.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    host: Mapped[Optional[str]] = mapped_column(String(200))
+    pid: Mapped[Optional[int]]
+    first_seen: Mapped[float] = mapped_column(Float)
+    last_seen: Mapped[float] = mapped_column(Float)
+    state: Mapped[str] = mapped_column(String(16), default=WorkerState.ALIVE.value)
+    resources: Mapped[Optional[str]] = mapped_column(Text)  # JSON: last sample
+
+
+class Token(db.Model):
+    """A bearer token for a board's JSON API (only its SHA-256 is kept)."""
+
+    __tablename__ = "tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    board_id: Mapped[int] = mapped_column(ForeignKey("boards.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    revoked_at: Mapped[Optional[float]] = mapped_column(Float)
+
+
+class Event(db.Model):
+    __tablename__ = "events"
+    __table_args__ = (
+        Index("ix_events_board_at", "board_id", "at"),
+        Index("ix_events_job", "job_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    board_id: Mapped[int] = mapped_column(ForeignKey("boards.id", ondelete="CASCADE"))
+    job_id: Mapped[Optional[int]] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))
+    at: Mapped[float] = mapped_column(Float)
+    stage: Mapped[Optional[int]]
+    count: Mapped[int] = mapped_column(default=1)
+    detail: Mapped[Optional[str]] = mapped_column(Text)
+
+
+class StageCount(db.Model):
+    """Jobs per (board, stage, state), kept by lifecycle in the same
+    transaction as every change, so that no page ever counts a million rows."""
+
+    __tablename__ = "stage_counts"
+
+    board_id: Mapped[int] = mapped_column(ForeignKey("boards.id", ondelete="CASCADE"),
+                                          primary_key=True)
+    stage: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    state: Mapped[str] = mapped_column(String(16), primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Throughput(db.Model):
+    """Jobs that reached ``stage`` in one minute (epoch minute), per board:
+    the throughput chart and the ETA read this, never the attempt history."""
+
+    __tablename__ = "throughput"
+
+    board_id: Mapped[int] = mapped_column(ForeignKey("boards.id", ondelete="CASCADE"),
+                                          primary_key=True)
+    stage: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    minute: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    n: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -1,0 +1,211 @@
+"""The read side: counts per stage, pages of jobs, board overviews."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import func, select, true
+
+from .extensions import db
+from .models import (Attempt, Event, Job, JobState, Stage, StageCount, Worker,
+                     WorkerState)
+
+JOBS = Job.__table__
+STAGES = Stage.__table__
+COUNTS = StageCount.__table__
+
+
+def _done():
+    db.session.commit()  # end the read transaction; never hold a snapshot
+
+
+def kept_counts(board_id: int) -> list[Any]:
+    """The board's kept counters: (stage, state, n) rows, a few per board."""
+    rows = db.session.execute(
+        select(COUNTS.c.stage, COUNTS.c.state, COUNTS.c.n)
+        .where(COUNTS.c.board_id == board_id, COUNTS.c.n != 0)).all()
+    _done()
+    return rows
+
+
+def stage_counts(board_id: int) -> tuple[dict[int, int], int]:
+    """Active jobs per stage, and the number of failed jobs (from the kept
+    counters: a few rows, however many jobs)."""
+    rows = kept_counts(board_id)
+    counts: dict[int, int] = {}
+    failed = 0
+    for stage, state, n in rows:
+        if state == JobState.ACTIVE.value:
+            counts[stage] = counts.get(stage, 0) + n
+        elif state == JobState.FAILED.value:
+            failed += n
+    return counts, failed
+
+
+def board_summary(board_id: int) -> dict[str, Any]:
+    """Everything the job-list page shows above the table."""
+    counts, failed = stage_counts(board_id)
+    stage_rows = db.session.execute(
+        select(STAGES.c.number, STAGES.c.lifetime, STAGES.c.name)
+        .where(STAGES.c.board_id == board_id).order_by(STAGES.c.number)).all()
+    _done()
+    lifetimes = {r.number: r.lifetime for r in stage_rows}
+    last = max([*lifetimes, *counts, 0])
+    total = sum(counts.values()) + failed
+    weighted = sum(s * n for s, n in counts.items())
+    progress = 100.0 * weighted / (total * last) if total and last else 0.0
+    stages = [
+        {"stage": s, "count": counts.get(s, 0), "lifetime": lifetimes.get(s, 0.0),
+         "working": s % 2 == 1}
+        for s in range(0, last + 1)
+    ]
+    return {
+        "total": total,
+        "done": counts.get(last, 0) if last else 0,
+        "last_stage": last,
+        "failed": failed,
+        "progress": round(progress, 2),
+        "stages": stages,
+        "flagged": flagged_jobs(board_id),
+    }
+
+
+def _job_dict(r: Any) -> dict[str, Any]:
+    return {"id": r.key, "stage": r.stage, "file": r.filename, "entered_at": r.entered_at,
+            "flagged": bool(r.flagged), "state": r.state, "attempts": r.attempts}
+
+
+def flagged_jobs(board_id: int, limit: int = 50) -> list[dict[str, Any]]:
+    rows = db.session.execute(
+        select(JOBS.c.key, JOBS.c.stage, JOBS.c.filename, JOBS.c.entered_at, JOBS.c.flagged,
+               JOBS.c.state, JOBS.c.attempts)
+        .where(JOBS.c.board_id == board_id, JOBS.c.flagged == true(),
+               JOBS.c.state == JobState.ACTIVE.value)
+        .order_by(JOBS.c.entered_at).limit(limit)).all()
+    _done()
+    return [_job_dict(r) for r in rows]
+
+
+def count_flagged_fast(board_id: int) -> int:
+    """Flagged active jobs (the partial index holds only flagged rows)."""
+    n = db.session.execute(
+        select(func.count()).select_from(JOBS)
+        .where(JOBS.c.board_id == board_id, JOBS.c.flagged == true(),
+               JOBS.c.state == JobState.ACTIVE.value)).scalar_one()
+    _done()
+    return int(n)
+
+
+def jobs_page(board_id: int, page: int, per_page: int, stage: int | None = None) -> dict[str, Any]:
+    """One page of the job table (never every row)."""
+    page = max(1, page)
+    q = select(JOBS.c.key, JOBS.c.stage, JOBS.c.filename, JOBS.c.entered_at, JOBS.c.flagged,
+               JOBS.c.state, JOBS.c.attempts).where(JOBS.c.board_id == board_id)
+    if stage is not None:
+        q = q.where(JOBS.c.stage == stage)
+    rows = db.session.execute(
+        q.order_by(JOBS.c.id).limit(per_page + 1).offset((page - 1) * per_page)).all()
+    _done()
+    return {"page": page, "per_page": per_page, "has_next": len(rows) > per_page,
+            "rows": [_job_dict(r) for r in rows[:per_page]]}
+
+
+# ------------------------------------------------------------- the JSON API
+
+WORKERS = Worker.__table__
+ATTEMPTS = Attempt.__table__
+EVENTS = Event.__table__
+
+
+def board_status(board_id: int) -> dict[str, Any]:
+    """Counts per stage and state, and the workers' health."""
+    rows = kept_counts(board_id)
+    workers = db.session.execute(
+        select(WORKERS.c.state, func.count()).where(WORKERS.c.board_id == board_id)
+        .group_by(WORKERS.c.state)).all()
+    _done()
+    counts: dict[str, int] = {}
+    by_state: dict[str, int] = {}
+    for stage, state, n in rows:
+        by_state[state] = by_state.get(state, 0) + n
+        if state == JobState.ACTIVE.value:
+            counts[str(stage)] = counts.get(str(stage), 0) + n
+    w = dict(workers)
+    return {
+        "counts": counts,
+        "total": sum(by_state.values()),
+        "failed": by_state.get(JobState.FAILED.value, 0),
+        "cancelled": by_state.get(JobState.CANCELLED.value, 0),
+        "alive_workers": w.get(WorkerState.ALIVE.value, 0),
+        "lost_workers": w.get(WorkerState.LOST.value, 0),
+    }
+
+
+def _api_job(r: Any) -> dict[str, Any]:
+    return {"key": r.key, "stage": r.stage, "state": r.state, "attempts": r.attempts,
+            "flagged": bool(r.flagged), "entered_at": r.entered_at, "filename": r.filename,
+            "error": r.error}
+
+
+def list_jobs(board_id: int, stage: int | None, state: str | None, after: int,
+              limit: int) -> tuple[list[dict[str, Any]], int | None]:
+    """A page of jobs in id order, from the cursor ``after`` (keyset paging:
+    as fast on the last page as on the first)."""
+    q = select(JOBS).where(JOBS.c.board_id == board_id, JOBS.c.id > after)
+    if stage is not None:
+        q = q.where(JOBS.c.stage == stage)
+    if state is not None:
+        q = q.where(JOBS.c.state == state)
+    rows = db.session.execute(q.order_by(JOBS.c.id).limit(limit + 1)).all()
+    _done()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return [_api_job(r) for r in rows], (rows[-1].id if more else None)
+
+
+def job_detail(board_id: int, key: str) -> dict[str, Any] | None:
+    job = db.session.execute(
+        select(JOBS).where(JOBS.c.board_id == board_id, JOBS.c.key == key)).first()
+    if job is None:
+        _done()
+        return None
+    attempts = db.session.execute(
+        select(ATTEMPTS).where(ATTEMPTS.c.job_id == job.id).order_by(ATTEMPTS.c.id)).all()
+    events = db.session.execute(
+        select(EVENTS.c.kind, EVENTS.c.at, EVENTS.c.stage, EVENTS.c.detail)
+        .where(EVENTS.c.job_id == job.id).order_by(EVENTS.c.id)).all()
+    _done()
+    out = _api_job(job)
+    out["payload"] = json.loads(job.payload)
+    out["result"] = None if job.result is None else json.loads(job.result)
+    out["attempts_history"] = [
+        {"attempt_id": a.id, "stage": a.stage, "worker": a.worker, "host": a.host,
+         "started_at": a.started_at, "ended_at": a.ended_at, "outcome": a.outcome,
+         "exit_code": a.exit_code, "error": a.error,
+         "resources": None if a.resources is None else json.loads(a.resources)}
+        for a in attempts]
+    out["events"] = [{"kind": e.kind, "at": e.at, "stage": e.stage,
+                      "detail": None if e.detail is None else json.loads(e.detail)}
+                     for e in events]
+    logs = [a.log for a in attempts if a.log]
+    out["log_tail"] = logs[-1] if logs else None
+    return out
+
+
+def list_workers(board_id: int) -> list[dict[str, Any]]:
+    """The board's workers with the jobs each holds now.  The count is one
+    index seek per worker (board, worker, open attempt), never a walk over
+    the board's whole attempt history."""
+    running = (
+        select(func.count()).select_from(ATTEMPTS)
+        .where(ATTEMPTS.c.board_id == WORKERS.c.board_id, ATTEMPTS.c.worker == WORKERS.c.name,
+               ATTEMPTS.c.ended_at.is_(None))
+        .scalar_subquery().label("running"))
+    workers = db.session.execute(
+        select(WORKERS, running).where(WORKERS.c.board_id == board_id)
+        .order_by(WORKERS.c.name)).all()
+    _done()
+    return [{"name": w.name, "host": w.host, "pid": w.pid, "state": w.state,
+             "first_seen": w.first_seen, "last_seen": w.last_seen, "running": w.running,
+             "resources": None if w.resources is None else json.loads(w.resources)}
+            for w in workers]
