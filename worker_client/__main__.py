@@ -1,0 +1,3 @@
+from worker_client.cli import main
+
+main()

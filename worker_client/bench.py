@@ -1,0 +1,65 @@
+"""`jobworker bench`: throughput of a server, seen from workers."""
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from typing import Iterator
+
+import requests
+
+from .client import Client
+
+
+def new_board(url: str, lifetimes: list[float] | None = None) -> Client:
+    name = "bench-" + uuid.uuid4().hex[:8]
+    r = requests.post(f"{url}/api/v1/boards", json={"name": name,
+                                                     "lifetimes": lifetimes or [0, 60, 0]},
+                      timeout=60)
+    r.raise_for_status()
+    return Client(url, name, r.json()["token"])
+
+
+def bench_push(url: str, n: int) -> float:
+    client = new_board(url)
+    jobs = [{"key": str(i), "payload": {"i": i}} for i in range(n)]
+    t0 = time.perf_counter()
+    client.push(jobs)
+    return n / (time.perf_counter() - t0)
+
+
+def bench_batches(url: str, n: int, clients: int, batch: int) -> float:
+    master = new_board(url)
+    master.push({"key": str(i), "payload": i} for i in range(n))
+    token = master._session.headers["Authorization"].split()[1]
+
+    def work() -> None:
+        c = Client(url, master.board, token)
+        while True:
+            jobs = c.claim(0, batch)
+            if not jobs:
+                return
+            c.advance(jobs)
+
+    threads = [threading.Thread(target=work) for _ in range(clients)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - t0
+    assert master.status()["counts"] == {2: n}, master.status()
+    return n / elapsed
+
+
+def bench_single(url: str, n: int, clients: int) -> float:
+    return bench_batches(url, n, clients, 1)
+
+
+def run_bench(url: str, n: int, clients: int, batch: int) -> Iterator[str]:
+    yield f"push {n} jobs: {bench_push(url, n):,.0f} jobs/s"
+    yield (f"batch lifecycle (claim/advance {batch}, {clients} clients): "
+           f"{bench_batches(url, n, clients, batch):,.0f} jobs/s")
+    single = max(n // 10, 100)
+    yield (f"single-job loop (claim 1/advance 1, {clients} clients, {single} jobs): "
+           f"{bench_single(url, single, clients):,.0f} jobs/s")

@@ -1,0 +1,212 @@
+"""`jobworker`: run commands for a board's jobs, push jobs, watch, cancel.
+
+Every option has an environment fallback: JOBSERVER_URL, JOBSERVER_BOARD,
+JOBSERVER_TOKEN (and JOBSERVER_JOBIX for the classic protocol).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import Any, Iterator
+
+import click
+
+from .client import ApiError, Client, Unavailable
+
+
+class Ctx:
+    def __init__(self, url: str | None, board: str | None, token: str | None) -> None:
+        self.url, self.board, self.token = url, board, token
+
+    def client(self) -> Client:
+        missing = [n for n, v in (("--url/JOBSERVER_URL", self.url),
+                                  ("--board/JOBSERVER_BOARD", self.board),
+                                  ("--token/JOBSERVER_TOKEN", self.token)) if not v]
+        if missing:
+            raise click.UsageError("missing " + ", ".join(missing))
+        return Client(self.url, self.board, self.token)  # type: ignore[arg-type]
+
+
+@click.group(help=__doc__)
+@click.option("--url", envvar="JOBSERVER_URL", help="Server URL, e.g. http://host:5000.")
+@click.option("--board", envvar="JOBSERVER_BOARD", help="Board name.")
+@click.option("--token", envvar="JOBSERVER_TOKEN", help="The board's API token.")
+@click.option("-v", "--verbose", is_flag=True, help="Log every request and job.")
+@click.pass_context
+def main(ctx: click.Context, url: str | None, board: str | None, token: str | None,
+         verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(message)s")
+    if not verbose:
+        logging.getLogger("urllib3").setLevel(logging.WARNING)
+    ctx.obj = Ctx(url, board, token)
+
+
+def _fail_cleanly(fn):
+    """API and connection errors: one line, exit 1."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ApiError as exc:
+            raise click.ClickException(str(exc)) from None
+        except Unavailable as exc:
+            raise click.ClickException(f"server unavailable: {exc}") from None
+    return wrapper
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.option("--stage", type=click.IntRange(0), required=True, help="Claim jobs at this stage.")
+@click.option("--to-stage", type=click.IntRange(0), default=None,
+              help="Stage a claimed job moves to while it runs [default: stage + 1]; "
+                   "it is reported one stage further.")
+@click.option("--parallel", type=click.IntRange(1), default=1, show_default=True,
+              envvar="JOBWORKER_PARALLEL", help="Commands run at once.")
+@click.option("--batch", type=click.IntRange(1, 1000), default=None,
+              help="Jobs claimed per request [default: --parallel].")
+@click.option("--continuous", is_flag=True, help="Keep polling an empty board (with backoff).")
+@click.option("--max-jobs", type=click.IntRange(1), default=None, help="Stop after this many.")
+@click.option("--timeout", type=float, default=None, help="Seconds a command may run.")
+@click.option("--classic", is_flag=True, help="Speak the classic protocol (needs --jobix).")
+@click.option("--jobix", type=int, envvar="JOBSERVER_JOBIX", help="Classic job list id.")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.pass_obj
+@_fail_cleanly
+def run(obj: Ctx, stage: int, to_stage: int | None, parallel: int, batch: int | None,
+        continuous: bool, max_jobs: int | None, timeout: float | None, classic: bool,
+        jobix: int | None, command: tuple[str, ...]) -> None:
+    """Run COMMAND once per job: `jobworker run --stage 0 -- ./sim {payload[input]}`.
+
+    The job is in the environment (JOB_KEY, JOB_STAGE, JOB_PAYLOAD as JSON,
+    JOB_ATTEMPT) and substituted in ARGS ({key}, {stage}, {attempt},
+    {payload} as JSON, {payload[name]}; other braces are left alone).  Exit 0 advances the job; anything else fails it with
+    the tail of stderr.  SIGTERM/SIGINT: finish running jobs and exit; a
+    second signal stops them and gives them back.
+    """
+    from .runner import ApiSource, ClassicSource, Runner, RunOptions
+
+    opts = RunOptions(stage=stage, command=list(command), to_stage=to_stage, parallel=parallel,
+                      batch=batch or parallel, continuous=continuous, max_jobs=max_jobs,
+                      timeout=timeout)
+    if classic:
+        from .classic import ClassicClient
+
+        if jobix is None or not obj.url:
+            raise click.UsageError("--classic needs --url and --jobix (or JOBSERVER_JOBIX)")
+        source: Any = ClassicSource(ClassicClient(obj.url, jobix), opts)
+    else:
+        source = ApiSource(obj.client(), opts)
+    runner = Runner(source, opts)
+    runner.install_signals()
+    stats = runner.run()
+    click.echo(f"done {stats.done}, failed {stats.failed}", err=True)
+
+
+def _read_jobs(stream: Any) -> Iterator[dict[str, Any]]:
+    text = stream.read()
+    stripped = text.lstrip()
+    if stripped.startswith("["):
+        try:
+            items = json.loads(text)
+        except ValueError as exc:
+            raise click.ClickException(f"not a JSON array: {exc}") from None
+    else:
+        items = []
+        for n, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    items.append(json.loads(line))
+                except ValueError as exc:
+                    raise click.ClickException(f"line {n} is not JSON: {exc}") from None
+    for n, item in enumerate(items, 1):
+        if not isinstance(item, dict) or "key" not in item:
+            raise click.ClickException(f"job {n}: expected an object with a \"key\"")
+    return iter(items)
+
+
+@main.command()
+@click.argument("file", type=click.File("r"))
+@click.option("--chunk", type=click.IntRange(1), default=50_000, show_default=True,
+              help="Jobs per request.")
+@click.pass_obj
+@_fail_cleanly
+def push(obj: Ctx, file: Any, chunk: int) -> None:
+    """Push jobs from FILE (- for stdin): JSON lines or a JSON array of
+    {"key": unique, "payload": any JSON, "stage": 0}.  Pushing twice is safe."""
+    jobs = list(_read_jobs(file))
+    client = obj.client()
+    if sys.stderr.isatty():
+        with click.progressbar(length=len(jobs), label="pushing", file=sys.stderr) as bar:
+            got = client.push(jobs, chunk=chunk, progress=bar.update)
+    else:
+        got = client.push(jobs, chunk=chunk)
+    click.echo(f"created {got['created']}, existing {got['existing']}")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the raw status as JSON.")
+@click.pass_obj
+@_fail_cleanly
+def status(obj: Ctx, as_json: bool) -> None:
+    """Jobs per stage, failed jobs with their errors, lost workers."""
+    client = obj.client()
+    s = client.status()
+    if as_json:
+        click.echo(json.dumps(s, indent=2))
+        return
+    names = {st["stage"]: st["name"] for st in s["stages"]}
+    click.echo(f"board {client.board}: {s['total']} jobs, {s['failed']} failed, "
+               f"{s['cancelled']} cancelled; workers {s['alive_workers']} alive, "
+               f"{s['lost_workers']} lost")
+    for stage, n in sorted(s["counts"].items()):
+        label = f" ({names[stage]})" if names.get(stage) else ""
+        click.echo(f"  stage {stage}{label}: {n}")
+    if s["failed"]:
+        click.echo("failed jobs:")
+        for j in client.list_jobs(state="failed", limit=50):
+            last = (j["error"] or "").strip().splitlines()[-1:] or ["(no error text)"]
+            click.echo(f"  {j['key']}: {last[0][:200]}")
+    lost = [w for w in client.workers() if w["state"] == "lost"]
+    if lost:
+        click.echo("lost workers:")
+        for w in lost:
+            res = w["resources"] or {}
+            click.echo(f"  {w['name']} on {w['host']}, last seen {w['last_seen']:.0f}, "
+                       f"last cpu {res.get('cpu_percent', '?')}%")
+
+
+@main.command()
+@click.argument("keys", nargs=-1)
+@click.option("--all", "everything", is_flag=True, help="Cancel every active job of the board.")
+@click.pass_obj
+@_fail_cleanly
+def cancel(obj: Ctx, keys: tuple[str, ...], everything: bool) -> None:
+    """Cancel jobs by KEY (or --all); running ones stop at their next heartbeat."""
+    if not keys and not everything:
+        raise click.UsageError("name job keys or pass --all")
+    n = obj.client().cancel(None if everything else list(keys))
+    click.echo(f"cancelled {n}")
+
+
+@main.command()
+@click.option("--jobs", "n_jobs", type=click.IntRange(1), default=20_000, show_default=True)
+@click.option("--clients", type=click.IntRange(1), default=8, show_default=True)
+@click.option("--batch", type=click.IntRange(1, 1000), default=100, show_default=True)
+@click.pass_obj
+@_fail_cleanly
+def bench(obj: Ctx, n_jobs: int, clients: int, batch: int) -> None:
+    """Measure push, batch lifecycle (claim/advance BATCH, CLIENTS at once) and
+    the single-job loop against --url on a fresh board of its own."""
+    from .bench import run_bench
+
+    if not obj.url:
+        raise click.UsageError("--url (or JOBSERVER_URL) is required")
+    for line in run_bench(obj.url, n_jobs, clients, batch):
+        click.echo(line)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

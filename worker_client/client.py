@@ -1,0 +1,354 @@
+"""Client: typed methods over the jobserver JSON API, with retries.
+
+Connection errors and 5xx answers are retried with exponential backoff for
+up to ``retry_for`` seconds (a server restart or an outage of a minute never
+kills a worker); a 4xx answer raises :class:`ApiError` at once.
+"""
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import os
+import random
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator, Sequence
+
+import requests
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """The server refused a request (4xx): retrying would not help."""
+
+    def __init__(self, status: int, error: str, message: str, details: Any = None) -> None:
+        super().__init__(f"{status} {error}: {message}")
+        self.status = status
+        self.error = error
+        self.message = message
+        self.details = details
+
+
+class Unavailable(Exception):
+    """The server could not be reached (or kept failing) for retry_for seconds."""
+
+
+@dataclass
+class Job:
+    key: str
+    payload: Any
+    stage: int
+    attempt_id: int
+    attempt: int = 1
+    started: float = field(default_factory=time.time)
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{random.randrange(16 ** 4):04x}"
+
+
+class Client:
+    """One board of a jobserver, as seen by a worker or a master."""
+
+    def __init__(self, url: str, board: str, token: str, worker: str | None = None,
+                 timeout: float = 60.0, retry_for: float = 600.0) -> None:
+        self.url = url.rstrip("/")
+        self.board = board
+        self.worker = worker or default_worker_id()
+        self.timeout = timeout
+        self.retry_for = retry_for
+        self._session = requests.Session()
+        self._session.headers["Authorization"] = f"Bearer {token}"
+        self._lock = threading.Lock()  # requests.Session is not thread-safe
+        self._running: dict[int, Job] = {}
+
+    # ------------------------------------------------------------ plumbing
+
+    def _request(self, method: str, path: str, json_body: Any = None, data: bytes | None = None,
+                 headers: dict[str, str] | None = None, params: dict[str, Any] | None = None,
+                 conflict_ok_on_retry: bool = False) -> Any:
+        url = f"{self.url}/api/v1/boards/{self.board}{path}"
+        deadline = time.monotonic() + self.retry_for
+        delay = 0.25
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                with self._lock:
+                    resp = self._session.request(method, url, json=json_body, data=data,
+                                                 headers=headers, params=params,
+                                                 timeout=self.timeout)
+            except requests.RequestException as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+            else:
+                if resp.status_code < 400:
+                    return resp.json()
+                if resp.status_code < 500:
+                    body = _json_or_none(resp)
+                    if resp.status_code == 409 and conflict_ok_on_retry and tries > 1:
+                        return None  # our first try went through before the outage
+                    raise ApiError(resp.status_code, (body or {}).get("error", resp.reason),
+                                   (body or {}).get("message", resp.text[:200]),
+                                   (body or {}).get("details"))
+                problem = f"HTTP {resp.status_code}"
+            if time.monotonic() + delay > deadline:
+                raise Unavailable(f"{method} {url}: {problem} (gave up after {self.retry_for:.0f} s)")
+            log.warning("%s %s: %s; retrying in %.1f s", method, path, problem, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+    # ------------------------------------------------------------- masters
+
+    def push(self, jobs: Iterable[dict[str, Any]], chunk: int = 50_000,
+             progress: Any = None) -> dict[str, int]:
+        """Push jobs ({"key", "payload", "stage"?}); idempotent by key.
+        Returns {"created": n, "existing": m}."""
+        totals = {"created": 0, "existing": 0}
+        batch: list[dict[str, Any]] = []
+
+        def flush() -> None:
+            body = gzip.compress(json.dumps(batch).encode(), compresslevel=1)
+            got = self._request("POST", "/jobs", data=body,
+                                headers={"Content-Type": "application/json",
+                                         "Content-Encoding": "gzip"})
+            totals["created"] += got["created"]
+            totals["existing"] += got["existing"]
+            if progress is not None:
+                progress(len(batch))
+            batch.clear()
+
+        for job in jobs:
+            batch.append(job)
+            if len(batch) >= chunk:
+                flush()
+        if batch:
+            flush()
+        return totals
+
+    def status(self) -> dict[str, Any]:
+        """Counts per stage (``counts``: stage -> jobs), ``failed``,
+        ``cancelled``, ``lost_workers``, ``alive_workers`` and the stages."""
+        s = self._request("GET", "")
+        s["counts"] = {int(k): v for k, v in s["counts"].items()}
+        return s
+
+    def cancel(self, keys: Sequence[str] | None = None) -> int:
+        body = {} if keys is None else {"keys": list(keys)}
+        return self._request("POST", "/cancel", json_body=body)["cancelled"]
+
+    def job(self, key: str) -> dict[str, Any]:
+        return self._request("GET", f"/jobs/{key}")
+
+    def list_jobs(self, stage: int | None = None, state: str | None = None,
+                  limit: int = 1000) -> Iterator[dict[str, Any]]:
+        cursor = None
+        while True:
+            params = {"limit": limit, "stage": stage, "state": state, "cursor": cursor}
+            page = self._request("GET", "/jobs", params={k: v for k, v in params.items()
+                                                         if v is not None})
+            yield from page["jobs"]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                return
+
+    def workers(self) -> list[dict[str, Any]]:
+        return self._request("GET", "/workers")["workers"]
+
+    # ------------------------------------------------------------- workers
+
+    def claim(self, stage: int, n: int = 1, to_stage: int | None = None) -> list[Job]:
+        body = {"stage": stage, "n": n, "worker": self.worker, "host": socket.gethostname(),
+                "pid": os.getpid()}
+        if to_stage is not None:
+            body["to_stage"] = to_stage
+        jobs = [Job(j["key"], j["payload"], j["stage"], j["attempt_id"], j["attempt"])
+                for j in self._request("POST", "/claim", json_body=body)["jobs"]]
+        for j in jobs:
+            self._running[j.attempt_id] = j
+        return jobs
+
+    def advance(self, jobs: Job | Sequence[Job], to_stage: int | None = None,
+                result: Any = None, filename: str | None = None) -> dict[str, int] | None:
+        jobs = [jobs] if isinstance(jobs, Job) else list(jobs)
+        if not jobs:
+            return {"advanced": 0, "cancelled": 0}
+        items = []
+        for j in jobs:
+            item: dict[str, Any] = {"attempt_id": j.attempt_id}
+            if to_stage is not None:
+                item["to_stage"] = to_stage
+            if result is not None:
+                item["result"] = result
+            if filename is not None:
+                item["filename"] = filename
+            items.append(item)
+        try:
+            return self._request("POST", "/advance", json_body={"attempts": items},
+                                 conflict_ok_on_retry=True)
+        finally:
+            for j in jobs:
+                self._running.pop(j.attempt_id, None)
+
+    def fail(self, job: Job, error: str, exit_code: int | None = None,
+             log_tail: str | None = None) -> str | None:
+        body: dict[str, Any] = {"attempt_id": job.attempt_id, "error": error}
+        if exit_code is not None:
+            body["exit_code"] = exit_code
+        if log_tail is not None:
+            body["log"] = log_tail
+        try:
+            got = self._request("POST", "/fail", json_body=body, conflict_ok_on_retry=True)
+        finally:
+            self._running.pop(job.attempt_id, None)
+        return None if got is None else got["outcome"]
+
+    def release(self, jobs: Job | Sequence[Job]) -> int:
+        jobs = [jobs] if isinstance(jobs, Job) else list(jobs)
+        if not jobs:
+            return 0
+        try:
+            got = self._request("POST", "/release",
+                                json_body={"attempt_ids": [j.attempt_id for j in jobs]},
+                                conflict_ok_on_retry=True)
+        finally:
+            for j in jobs:
+                self._running.pop(j.attempt_id, None)
+        return 0 if got is None else got["released"]
+
+    def heartbeat(self, samples: dict[int, dict[str, Any]] | None = None,
+                  resources: dict[str, Any] | None = None) -> dict[str, list[int]]:
+        """Renew the leases of the jobs this client holds; answers which of
+        them to stop (``cancelled``, ``lost``)."""
+        body: dict[str, Any] = {"worker": self.worker, "host": socket.gethostname(),
+                                "pid": os.getpid(), "running": list(self._running)}
+        if samples:
+            body["samples"] = {str(k): v for k, v in samples.items()}
+        if resources:
+            body["resources"] = resources
+        return self._request("POST", "/heartbeat", json_body=body)
+
+    def goodbye(self) -> None:
+        """Tell the server this worker stops cleanly (it is then shown as
+        stopped, not lost)."""
+        self._request("POST", "/heartbeat", json_body={
+            "worker": self.worker, "host": socket.gethostname(), "pid": os.getpid(),
+            "running": list(self._running), "stopped": True})
+
+    def lease_seconds(self, stage: int) -> float | None:
+        """The lifetime (seconds) of the stage a job claimed at ``stage``
+        sits in while it runs, or None if it has none."""
+        for s in self.status()["stages"]:
+            if s["stage"] == stage + 1 and s["lifetime"]:
+                return s["lifetime"] * 60.0
+        return None
+
+    def jobs(self, stage: int, batch: int = 1, to_stage: int | None = None,
+             heartbeat_every: float | None = None, wait: bool = False,
+             poll: float = 2.0) -> "JobIterator":
+        """Iterate over claimed jobs; see JobIterator."""
+        return JobIterator(self, stage, batch, to_stage, heartbeat_every, wait, poll)
+
+    def close(self) -> None:
+        self._session.close()
+
+
+class JobIterator:
+    """Claims ``batch`` jobs at a time and hands them out one by one while a
+    background thread heartbeats.  Each job is advanced when the loop body
+    returns; when the body raises, the job is failed with the error.  Jobs
+    claimed but not yet handed out are released when the loop stops early.
+
+    Used as ``with client.jobs(0) as jobs: for job in jobs: ...`` it tells a
+    ``break`` (the job is released) from an exception (the job is failed);
+    a bare ``for`` loop cannot, and fails the job in both cases.
+    """
+
+    def __init__(self, client: Client, stage: int, batch: int, to_stage: int | None,
+                 heartbeat_every: float | None, wait: bool, poll: float) -> None:
+        self.client = client
+        self.stage = stage
+        self.batch = batch
+        self.to_stage = to_stage
+        self.wait = wait
+        self.poll = poll
+        self.current: Job | None = None
+        self.pending: list[Job] = []
+        self._stop = threading.Event()
+        self._gen = self._run()
+        if heartbeat_every is None:
+            lease = client.lease_seconds(stage)
+            heartbeat_every = min(30.0, max(0.5, lease / 4)) if lease else 30.0
+        # The thread must not hold the iterator: a bare for loop whose body
+        # raises drops the iterator, and that is what fails the job.
+        self._beat = threading.Thread(target=_beat, args=(client, self._stop, heartbeat_every),
+                                      daemon=True)
+        self._beat.start()
+
+    def __iter__(self) -> "JobIterator":
+        return self
+
+    def __next__(self) -> Job:
+        return next(self._gen)
+
+    def _run(self) -> Iterator[Job]:
+        try:
+            while True:
+                if not self.pending:
+                    self.pending = self.client.claim(self.stage, self.batch, self.to_stage)
+                    if not self.pending:
+                        if not self.wait:
+                            return
+                        time.sleep(self.poll)
+                        continue
+                self.current = self.pending.pop(0)
+                yield self.current
+                self.client.advance(self.current, to_stage=None if self.to_stage is None
+                                    else self.to_stage + 1)
+                self.current = None
+        except GeneratorExit:
+            self._finish("the loop over jobs stopped while this job ran")
+            raise
+        finally:
+            self._stop.set()
+
+    def _finish(self, error: str | None, release_current: bool = False) -> None:
+        if self.current is not None:
+            if release_current:
+                self.client.release(self.current)
+            else:
+                self.client.fail(self.current, error or "stopped")
+            self.current = None
+        if self.pending:
+            self.client.release(self.pending)
+            self.pending = []
+
+    def __enter__(self) -> "JobIterator":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self._finish(None, release_current=True)
+        else:
+            self._finish(f"{exc_type.__name__}: {exc}")
+        self._gen.close()
+        self._stop.set()
+
+
+def _beat(client: Client, stop: threading.Event, every: float) -> None:
+    while not stop.wait(every):
+        try:
+            client.heartbeat()
+        except Exception as exc:  # the next beat tries again
+            log.warning("heartbeat failed: %s", exc)
+
+
+def _json_or_none(resp: requests.Response) -> dict[str, Any] | None:
+    try:
+        body = resp.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
