@@ -1,0 +1,167 @@
+"""Shared fixtures: a fresh app on a temporary SQLite file, and a real server
+on a free port (``live_server``)."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import requests
+
+from jobserver import create_app
+from jobserver.dialect import close_writer
+from jobserver.extensions import db
+
+ROOT = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip on a developer's machine when a service is missing; fail in CI,
+    where .ci/run provides every service."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"CI must provide this: {reason}")
+    pytest.skip(reason)
+
+
+def artifacts_dir() -> Path:
+    path = Path(os.environ.get("JOBSERVER_ARTIFACTS", ROOT / "test-artifacts"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+POSTGRES_URL = os.environ.get("JOBSERVER_TEST_POSTGRES",
+                              "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def _postgres_available() -> bool:
+    try:
+        import psycopg
+
+        psycopg.connect(POSTGRES_URL.replace("postgresql+psycopg", "postgresql"),
+                        connect_timeout=2).close()
+        return True
+    except Exception:
+        return False
+
+
+def _fresh_postgres() -> None:
+    import psycopg
+
+    with psycopg.connect(POSTGRES_URL.replace("postgresql+psycopg", "postgresql"),
+                         autocommit=True) as conn:
+        conn.execute("DROP SCHEMA IF EXISTS public CASCADE")
+        conn.execute("CREATE SCHEMA public")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def app(request, tmp_path: Path):
+    """A fresh app on a temporary SQLite file, and again on PostgreSQL (the
+    scale-out path; a clean schema each time)."""
+    if request.param == "postgresql":
+        require(_postgres_available(), f"no PostgreSQL at {POSTGRES_URL}")
+        _fresh_postgres()
+        url = POSTGRES_URL
+    else:
+        url = f"sqlite:///{tmp_path / 'test.sqlite'}"
+    app = create_app({"DATABASE_URL": url, "SWEEP_MODE": "off", "TESTING": True,
+                      "LIVE_INTERVAL": 0.05})
+    with app.app_context():
+        yield app
+        app.extensions["jobserver_live"].stop()
+        db.session.remove()
+        close_writer(db.engine)
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@dataclass
+class LiveServer:
+    url: str
+    port: int
+    instance: Path
+    proc: subprocess.Popen
+    env: dict[str, str] = field(default_factory=dict)
+    log: Path | None = None
+
+    @property
+    def db_path(self) -> Path:
+        return self.instance / "jobserver.sqlite"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def start(self) -> None:
+        """(Re)start the server process on the same port and database."""
+        self.stop()
+        self.proc = _spawn(self.port, self.env, self.log)
+        wait_until_up(self.url, self.proc)
+
+
+def _spawn(port: int, env: dict[str, str], log: Path | None) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "jobserver", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    if log is None:
+        return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.STDOUT, cwd=ROOT)
+    with open(log, "ab") as out:
+        return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+
+
+def wait_until_up(url: str, proc: subprocess.Popen | None = None, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            if requests.get(url + "/", timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"server at {url} did not come up in {timeout} s")
+
+
+def start_live_server(tmp_path: Path, **settings: str) -> LiveServer:
+    port = free_port()
+    instance = tmp_path / "instance"
+    instance.mkdir(exist_ok=True)
+    env = dict(os.environ, JOBSERVER_INSTANCE=str(instance), JOBSERVER_SWEEP_INTERVAL="0.5",
+               JOBSERVER_LIVE_INTERVAL="0.25")
+    env.pop("JOBSERVER_DATABASE_URL", None)
+    env.update(settings)
+    log = tmp_path / "server.log"
+    server = LiveServer(f"http://127.0.0.1:{port}", port, instance, _spawn(port, env, log), env, log)
+    wait_until_up(server.url, server.proc)
+    return server
+
+
+@pytest.fixture
+def live_server(tmp_path: Path) -> Iterator[LiveServer]:
+    server = start_live_server(tmp_path)
+    yield server
+    server.stop()
