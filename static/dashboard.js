@@ -141,7 +141,8 @@
     var form = document.getElementById('filters');
     var params = new URLSearchParams(window.location.search);
     var page = Number(params.get('page') || 1);
-    var pending = false, again = false, hasNext = false;
+    var pending = false, again = false;
+    var hasNext = !document.getElementById('next').disabled;  // as the server rendered it
     render(board, JSON.parse(document.getElementById('initial').textContent));
     J.fillStatic();
 

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import requests
 
@@ -53,6 +54,26 @@ def wait_for(cond, timeout: float, what: str) -> None:
         time.sleep(0.1)
 
 
+def kill_while_holding_a_job(worker: subprocess.Popen, timeout: float = 30) -> None:
+    """SIGKILL a jobworker at a moment it surely holds a claimed job.
+
+    It is frozen first (SIGSTOP), so it cannot report anything while we look:
+    a command process still in its process table (running, or exited but not
+    yet reaped) is a job it has not advanced.  Otherwise it is thawed and we
+    look again."""
+    proc = psutil.Process(worker.pid)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        worker.send_signal(signal.SIGSTOP)
+        if proc.children():
+            worker.send_signal(signal.SIGKILL)
+            worker.communicate()
+            return
+        worker.send_signal(signal.SIGCONT)
+        time.sleep(0.005)
+    raise AssertionError("the worker never held a job")
+
+
 def test_two_nodes_drain_and_a_killed_one_loses_nothing(fleet_server, tmp_path):
     client = new_board(fleet_server.url, "drain", [0, 0.05, 0])  # 3 s lease at stage 1
     client.push({"key": f"k{i}", "payload": {"i": i}} for i in range(1000))
@@ -61,8 +82,7 @@ def test_two_nodes_drain_and_a_killed_one_loses_nothing(fleet_server, tmp_path):
            f"sleep 0.02; echo {{key}} >> {log}"]
     a, b = jobworker(client, *cmd), jobworker(client, *cmd)
     wait_for(lambda: sum(ran(log).values()) > 150, 60, "work to start")
-    a.send_signal(signal.SIGKILL)
-    a.communicate()
+    kill_while_holding_a_job(a)
     out_b = b.communicate(timeout=180)[0]
     assert b.returncode == 0, out_b[-2000:]
     # the killed node's jobs come back after the lease and are finished
