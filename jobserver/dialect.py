@@ -20,6 +20,28 @@ def insert_ignore(table: Table, conflict_columns: list[str], dialect_name: str) 
     raise NotImplementedError(f"unsupported database: {dialect_name}")
 
 
+def insert_rows_ignore(conn: Connection, table: Table, conflict_columns: list[str],
+                       columns: list[str], rows: list[tuple]) -> int:
+    """Insert ``rows`` (tuples in ``columns`` order), skipping those whose
+    unique key already exists; returns how many were inserted.
+
+    On SQLite this is one prepared statement run by the driver's
+    executemany, whose rowcount is the exact sum of inserted rows; it skips
+    SQLAlchemy's per-row parameter processing, which was a third of a big
+    push.  Elsewhere, INSERT ... ON CONFLICT DO NOTHING RETURNING, counted
+    (a portable count, where executemany's rowcount is not)."""
+    if not rows:
+        return 0
+    if conn.dialect.name == "sqlite":
+        quote = conn.dialect.identifier_preparer.quote
+        sql = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
+               f"VALUES ({', '.join('?' * len(columns))}) "
+               f"ON CONFLICT ({', '.join(quote(c) for c in conflict_columns)}) DO NOTHING")
+        return conn.exec_driver_sql(sql, rows).rowcount
+    stmt = insert_ignore(table, conflict_columns, conn.dialect.name).returning(*table.primary_key)
+    return len(conn.execute(stmt, [dict(zip(columns, row)) for row in rows]).all())
+
+
 def tune_engine(engine: Engine) -> None:
     """Per-connection settings: WAL, a busy timeout and foreign keys on SQLite."""
     if engine.dialect.name != "sqlite":

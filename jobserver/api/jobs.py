@@ -7,7 +7,7 @@ from flask import current_app, jsonify, request
 from werkzeug.exceptions import BadRequest, NotFound
 
 from .. import lifecycle, queries
-from ..lifecycle import Advance, NewJob
+from ..lifecycle import Advance
 from ..models import JobState
 from . import bp
 from .auth import board_for_request
@@ -17,21 +17,26 @@ MAX_CLAIM = 1000
 MAX_KEY = 200
 
 
-def _new_jobs(items: list) -> list[NewJob]:
+def _new_jobs(items: list) -> list[tuple[str, str, int]]:
+    """Validate pushed jobs into (key, payload JSON, stage) triples, the
+    shape of NewJob.  The loop is kept tight, a big push runs it a million
+    times (the checks are exact type tests: a bool is no int)."""
     jobs = []
+    append, dumps = jobs.append, json.dumps
     for n, item in enumerate(items, 1):
-        if not isinstance(item, dict) or "key" not in item:
+        if type(item) is not dict or "key" not in item:
             raise BadRequest(f"job {n}: expected an object {{\"key\": ..., \"payload\": ...}}")
         key = item["key"]
-        if isinstance(key, bool) or not isinstance(key, (str, int)):
-            raise BadRequest(f"job {n}: 'key' must be a string or an integer")
-        key = str(key)
-        if not key or len(key) > MAX_KEY:
+        if type(key) is not str:
+            if type(key) is not int:
+                raise BadRequest(f"job {n}: 'key' must be a string or an integer")
+            key = str(key)
+        if not 0 < len(key) <= MAX_KEY:
             raise BadRequest(f"job {n}: 'key' must be 1 to {MAX_KEY} characters")
         stage = item.get("stage", 0)
-        if isinstance(stage, bool) or not isinstance(stage, int) or stage < 0:
+        if type(stage) is not int or stage < 0:
             raise BadRequest(f"job {n}: 'stage' must be a non-negative integer")
-        jobs.append(NewJob(key, json.dumps(item.get("payload")), stage))
+        append((key, dumps(item.get("payload")), stage))
     return jobs
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, bindparam, func, or_, select, update
 
@@ -49,8 +49,8 @@ class BoardRef:
     jobix: int | None
 
 
-@dataclass(frozen=True)
-class NewJob:
+class NewJob(NamedTuple):
+    """A job to push (a tuple: a million of them are built per big push)."""
     key: str
     payload: str  # JSON text
     stage: int

@@ -8,7 +8,7 @@ from typing import Any, Iterable
 from sqlalchemy import Connection, bindparam, func, select, update
 
 from .. import live, sweeper
-from ..dialect import insert_ignore, write_transaction
+from ..dialect import insert_ignore, insert_rows_ignore, write_transaction
 from ..extensions import socketio
 from ..models import EventKind, Outcome, WorkerState
 from .counters import Tally
@@ -16,6 +16,8 @@ from .common import (ACTIVE, ATTEMPTS, JOBS, WORKERS, _CLOSE_ATTEMPT, _NEW_EVENT
                      NewJob, NotFound, _check_stages, _dialect, _engine, _event)
 
 PUSH_CHUNK = 5000
+_PUSH_COLUMNS = ["board_id", "key", "payload", "stage", "entered_at", "flagged", "attempts",
+                 "state"]
 
 _CLAIM = (
     update(JOBS)
@@ -52,9 +54,10 @@ def _update_statement(with_filename: bool, with_payload: bool) -> Any:
             .values(**values).returning(JOBS.c.id))
 
 
-def push(board_id: int, jobs: Iterable[NewJob]) -> tuple[int, int]:
+def push(board_id: int, jobs: Iterable[NewJob | tuple[str, str, int]]) -> tuple[int, int]:
     """Add the jobs whose keys the board does not have yet (idempotent).
-    Returns (created, existing).
+    Returns (created, existing).  A job is a NewJob or the same plain
+    (key, payload JSON text, stage) triple (cheaper to build by the million).
 
     Stages are checked before anything is written, so bad input writes
     nothing.  Large lists are written in chunks of PUSH_CHUNK jobs, one
@@ -65,23 +68,19 @@ def push(board_id: int, jobs: Iterable[NewJob]) -> tuple[int, int]:
     if not jobs:
         return 0, 0
     now = time.time()
-    stmt = insert_ignore(JOBS, ["board_id", "key"], _dialect()).returning(JOBS.c.id)
     with _engine().connect() as conn:
-        _check_stages(conn, board_id, *{j.stage for j in jobs})
+        _check_stages(conn, board_id, *{stage for _, _, stage in jobs})
     created = 0
     tally = Tally()
     for i in range(0, len(jobs), PUSH_CHUNK):
-        by_stage: dict[int, list[dict[str, Any]]] = {}
-        for j in jobs[i:i + PUSH_CHUNK]:
-            by_stage.setdefault(j.stage, []).append(
-                {"board_id": board_id, "key": j.key, "payload": j.payload, "stage": j.stage,
-                 "entered_at": now, "flagged": False, "attempts": 0, "state": ACTIVE})
+        by_stage: dict[int, list[tuple]] = {}
+        for key, payload, stage in jobs[i:i + PUSH_CHUNK]:
+            by_stage.setdefault(stage, []).append(
+                (board_id, key, payload, stage, now, False, 0, ACTIVE))
         with write_transaction(_engine()) as conn:
             n = 0
             for stage, rows in by_stage.items():  # one stage each: counts stay exact
-                # RETURNING lists the rows really inserted (not the skipped
-                # ones): a portable count, where executemany's rowcount is not
-                added = len(conn.execute(stmt, rows).all())
+                added = insert_rows_ignore(conn, JOBS, ["board_id", "key"], _PUSH_COLUMNS, rows)
                 tally.move(board_id, added, None, (stage, ACTIVE))
                 n += added
             if n:
