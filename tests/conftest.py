@@ -79,6 +79,16 @@ def app(request, tmp_path: Path):
         url = POSTGRES_URL
     else:
         url = f"sqlite:///{tmp_path / 'test.sqlite'}"
+    yield from _app_on(url)
+
+
+@pytest.fixture
+def sqlite_app(tmp_path: Path):
+    """A fresh app on a temporary SQLite file only (SQLite's own behaviour)."""
+    yield from _app_on(f"sqlite:///{tmp_path / 'test.sqlite'}")
+
+
+def _app_on(url: str):
     app = create_app({"DATABASE_URL": url, "SWEEP_MODE": "off", "TESTING": True,
                       "LIVE_INTERVAL": 0.05})
     with app.app_context():

@@ -34,21 +34,24 @@ class Advance:
     filename: str | None = None
 
 
+# By primary key alone: given the board and "still open" as well, SQLite's
+# planner walks a board-wide index (or the whole table) instead, and every
+# report grew with the board's attempt history.
 _OPEN_ATTEMPTS = (
     select(ATTEMPTS.c.id, ATTEMPTS.c.job_id, ATTEMPTS.c.stage, ATTEMPTS.c.worker,
+           ATTEMPTS.c.board_id, ATTEMPTS.c.ended_at,
            JOBS.c.key, JOBS.c.state, JOBS.c.attempts, JOBS.c.stage.label("job_stage"))
     .join(JOBS, JOBS.c.id == ATTEMPTS.c.job_id)
-    .where(ATTEMPTS.c.id.in_(bindparam("ids", expanding=True)),
-           ATTEMPTS.c.board_id == bindparam("b"), ATTEMPTS.c.ended_at.is_(None))
+    .where(ATTEMPTS.c.id.in_(bindparam("ids", expanding=True)))
     .with_for_update(of=ATTEMPTS)
 )
 
 
 def _open_attempts(conn: Connection, board_id: int, ids: Iterable[int]) -> dict[int, Any]:
-    """The still-open attempts among ``ids`` with their jobs, locked on
-    PostgreSQL for the rest of the transaction."""
-    rows = conn.execute(_OPEN_ATTEMPTS, {"ids": list(ids), "b": board_id}).all()
-    return {r.id: r for r in rows}
+    """The still-open attempts of this board among ``ids``, with their jobs,
+    locked on PostgreSQL for the rest of the transaction."""
+    rows = conn.execute(_OPEN_ATTEMPTS, {"ids": list(ids)}).all()
+    return {r.id: r for r in rows if r.board_id == board_id and r.ended_at is None}
 
 
 def _require_open(found: dict[int, Any], ids: Sequence[int]) -> None:

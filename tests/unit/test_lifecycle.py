@@ -139,3 +139,43 @@ def test_lifetime_validation(app):
         lifecycle.set_lifetimes_if_unset(b.id, [-1])
     with pytest.raises(lifecycle.LifecycleError):
         lifecycle.set_lifetimes_if_unset(b.id, [])
+
+
+@pytest.mark.parametrize("analyzed", [False, True])
+def test_reports_find_attempts_by_key_not_by_scanning_history(sqlite_app, analyzed):
+    """advance/fail/release/heartbeat look their attempts up by primary key,
+    so a report costs the same on a board with a long history (SQLite's
+    planner walked a board-wide index, with or without statistics)."""
+    from sqlalchemy import event
+
+    from jobserver.lifecycle import Advance
+
+    b = lifecycle.create_board("history", [0, 60, 0])
+    lifecycle.push(b.id, jobs(400))
+    if analyzed:  # statistics as the sweeper takes them after a big push
+        with db.engine.connect() as conn:
+            conn.exec_driver_sql("ANALYZE")
+    for _ in range(3):
+        lifecycle.advance(b.id, [Advance(j.attempt_id)
+                                 for j in lifecycle.claim(b.id, 0, 100, worker="w", lease=True)])
+    held = lifecycle.claim(b.id, 0, 4, worker="w", lease=True)
+    selects: list[tuple[str, tuple]] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("SELECT") and "attempts" in statement:
+            selects.append((statement, parameters))
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        lifecycle.heartbeat(b.id, "w", running=[j.attempt_id for j in held])
+        lifecycle.advance(b.id, [Advance(held[0].attempt_id)])
+        lifecycle.fail(b.id, held[1].attempt_id, "boom")
+        lifecycle.release(b.id, [held[2].attempt_id])
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+    assert len(selects) >= 4
+    with db.engine.connect() as conn:
+        for statement, parameters in selects:
+            plan = " / ".join(r[3] for r in conn.exec_driver_sql(
+                "EXPLAIN QUERY PLAN " + statement, parameters))
+            assert "SCAN attempts" not in plan and "ix_attempts_worker" not in plan, plan
