@@ -86,11 +86,14 @@ def main() -> None:
             client, token = make_board(url, "scale")
             t0 = time.perf_counter()
             chunk = 100_000
+            tty = sys.stdout.isatty()  # a progress line on a terminal, nothing in a log
             for start in range(0, args.jobs, chunk):
                 client.push({"key": f"job-{i:07d}", "payload": {"seed": i, "input": f"/data/in/{i}.h5"}}
                             for i in range(start, min(start + chunk, args.jobs)))
-                print(f"\rpushed {min(start + chunk, args.jobs):,} jobs", end="", flush=True)
-            print(f" in {time.perf_counter() - t0:.0f} s")
+                if tty:
+                    print(f"\rpushed {min(start + chunk, args.jobs):,} jobs", end="", flush=True)
+            print(f"{chr(13) if tty else ''}pushed {args.jobs:,} jobs in "
+                  f"{time.perf_counter() - t0:.0f} s")
             # some history: a thousand done, twenty failed once (and requeued)
             client.advance(client.claim(0, 1000))
             for j in client.claim(0, 20):
