@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, current_app, jsonify, render_template, request
 from werkzeug.exceptions import BadRequest
 
-from . import access, insights, lifecycle
+from . import access, insights, lifecycle, queries
 from .models import JobState
 
 bp = Blueprint("dashboard", __name__)
@@ -37,8 +37,8 @@ def _table_args() -> dict:
     if state is not None and state not in {s.value for s in JobState}:
         raise BadRequest(f"state must be one of {', '.join(s.value for s in JobState)}")
     sort = args.get("sort") or "id"
-    if sort not in insights.SORTS:
-        raise BadRequest(f"sort must be one of {', '.join(insights.SORTS)}")
+    if sort not in queries.SORTS:
+        raise BadRequest(f"sort must be one of {', '.join(queries.SORTS)}")
     return {"stage": stage, "state": state, "key_prefix": (args.get("key") or "")[:200] or None,
             "sort": sort, "page": page, "per_page": current_app.config["PAGE_SIZE"]}
 
@@ -48,8 +48,8 @@ def board_page(name: str):
     board = _board(name)
     filters = _table_args()
     return render_template("board.html", board=board, data=insights.live_payload(board.id),
-                           table=insights.job_table(board.id, **filters), filters=filters,
-                           sorts=list(insights.SORTS), states=[s.value for s in JobState])
+                           table=queries.job_table(board.id, **filters), filters=filters,
+                           sorts=list(queries.SORTS), states=[s.value for s in JobState])
 
 
 @bp.get("/boards/<name>/summary.json")
@@ -60,7 +60,7 @@ def board_summary(name: str):
 @bp.get("/boards/<name>/jobs.json")
 def board_jobs(name: str):
     board = _board(name)
-    return jsonify(insights.job_table(board.id, **_table_args()))
+    return jsonify(queries.job_table(board.id, **_table_args()))
 
 
 @bp.get("/boards/<name>/jobs/<path:key>")

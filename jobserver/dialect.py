@@ -1,12 +1,13 @@
 """The one spot for what differs between SQLite and PostgreSQL."""
 from __future__ import annotations
 
+import functools
 import threading
 import weakref
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-from sqlalchemy import Table, event
+from sqlalchemy import Table, bindparam, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
@@ -25,21 +26,30 @@ def insert_rows_ignore(conn: Connection, table: Table, conflict_columns: list[st
     """Insert ``rows`` (tuples in ``columns`` order), skipping those whose
     unique key already exists; returns how many were inserted.
 
-    On SQLite this is one prepared statement run by the driver's
-    executemany, whose rowcount is the exact sum of inserted rows; it skips
-    SQLAlchemy's per-row parameter processing, which was a third of a big
-    push.  Elsewhere, INSERT ... ON CONFLICT DO NOTHING RETURNING, counted
-    (a portable count, where executemany's rowcount is not)."""
+    On SQLite the statement (compiled by SQLAlchemy, once) goes to the
+    driver's executemany, whose rowcount is the exact sum of inserted rows;
+    this skips SQLAlchemy's per-row parameter processing, which was a third
+    of a big push.  Elsewhere, INSERT ... ON CONFLICT DO NOTHING RETURNING,
+    counted (a portable count, where executemany's rowcount is not)."""
     if not rows:
         return 0
     if conn.dialect.name == "sqlite":
-        quote = conn.dialect.identifier_preparer.quote
-        sql = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
-               f"VALUES ({', '.join('?' * len(columns))}) "
-               f"ON CONFLICT ({', '.join(quote(c) for c in conflict_columns)}) DO NOTHING")
+        sql = _positional_insert_ignore(table, tuple(conflict_columns), tuple(columns))
         return conn.exec_driver_sql(sql, rows).rowcount
     stmt = insert_ignore(table, conflict_columns, conn.dialect.name).returning(*table.primary_key)
     return len(conn.execute(stmt, [dict(zip(columns, row)) for row in rows]).all())
+
+
+@functools.lru_cache(maxsize=16)
+def _positional_insert_ignore(table: Table, conflict_columns: tuple[str, ...],
+                              columns: tuple[str, ...]) -> str:
+    """SQLite's INSERT ... ON CONFLICT DO NOTHING with one ``?`` per column,
+    in ``columns`` order."""
+    stmt = (sqlite.insert(table).values({c: bindparam(c) for c in columns})
+            .on_conflict_do_nothing(index_elements=list(conflict_columns)))
+    compiled = stmt.compile(dialect=sqlite.dialect())
+    assert list(compiled.positiontup or ()) == list(columns)
+    return compiled.string
 
 
 def tune_engine(engine: Engine) -> None:

@@ -10,25 +10,18 @@ import json
 import time
 from typing import Any
 
-from sqlalchemy import and_, literal, select
+from sqlalchemy import literal, select
 
 from . import queries
 from .extensions import db
-from .models import Board, Job, JobState, Stage, Throughput
+from .queries import end_read
+from .models import Board, Job, JobState, Throughput
 
 JOBS = Job.__table__
-STAGES = Stage.__table__
 BOARDS = Board.__table__
 THROUGHPUT = Throughput.__table__
 
 RATE_WINDOW = 5  # minutes of completions behind "current throughput" and the ETA
-SORTS = {"id": (JOBS.c.id,), "-id": (JOBS.c.id.desc(),),
-         "stage": (JOBS.c.stage, JOBS.c.state, JOBS.c.entered_at),
-         "-stage": (JOBS.c.stage.desc(), JOBS.c.state.desc(), JOBS.c.entered_at.desc())}
-
-
-def _done() -> None:
-    db.session.commit()
 
 
 def throughput(board_id: int, minutes: int = 60, now: float | None = None) -> dict[str, Any]:
@@ -38,7 +31,7 @@ def throughput(board_id: int, minutes: int = 60, now: float | None = None) -> di
     rows = db.session.execute(
         select(THROUGHPUT.c.stage, THROUGHPUT.c.minute, THROUGHPUT.c.n)
         .where(THROUGHPUT.c.board_id == board_id, THROUGHPUT.c.minute > last - minutes)).all()
-    _done()
+    end_read()
     axis = list(range(last - minutes + 1, last + 1))
     series: dict[str, list[int]] = {}
     for stage, minute, n in rows:
@@ -50,10 +43,7 @@ def overview(board_id: int, now: float | None = None) -> dict[str, Any]:
     """Progress, rates, ETA and health of one board."""
     now = time.time() if now is None else now
     status = queries.board_status(board_id)
-    stage_rows = db.session.execute(
-        select(STAGES.c.number, STAGES.c.lifetime, STAGES.c.name)
-        .where(STAGES.c.board_id == board_id).order_by(STAGES.c.number)).all()
-    _done()
+    stage_rows = queries.stages(board_id)
     counts = {int(k): v for k, v in status["counts"].items()}
     last = max([*(r.number for r in stage_rows), *counts, 0])
     names = {r.number: r.name for r in stage_rows}
@@ -104,7 +94,7 @@ def failed_jobs(board_id: int, limit: int = 20) -> list[dict[str, Any]]:
         .where(JOBS.c.board_id == board_id,
                JOBS.c.state == literal(JobState.FAILED.value, literal_execute=True))
         .order_by(JOBS.c.entered_at.desc()).limit(limit)).all()
-    _done()
+    end_read()
     return [{"key": r.key, "stage": r.stage, "error": (r.error or "")[-500:],
              "attempts": r.attempts, "at": r.entered_at} for r in rows]
 
@@ -118,38 +108,11 @@ def live_payload(board_id: int) -> dict[str, Any]:
     return out
 
 
-def job_table(board_id: int, stage: int | None, state: str | None, key_prefix: str | None,
-              sort: str, page: int, per_page: int) -> dict[str, Any]:
-    """One page of the job table: filtered, sorted, paginated in SQL."""
-    q = select(JOBS.c.key, JOBS.c.stage, JOBS.c.state, JOBS.c.attempts, JOBS.c.entered_at,
-               JOBS.c.flagged, JOBS.c.filename, JOBS.c.error).where(JOBS.c.board_id == board_id)
-    if stage is not None:
-        q = q.where(JOBS.c.stage == stage)
-    if state == JobState.FAILED.value:
-        # the few failed jobs come from their partial index (the value is
-        # inlined: a bound parameter would hide the index from SQLite)
-        q = q.where(JOBS.c.id.in_(
-            select(JOBS.c.id).where(JOBS.c.board_id == board_id,
-                                    JOBS.c.state == literal(state, literal_execute=True))))
-    elif state is not None:
-        q = q.where(JOBS.c.state == state)
-    if key_prefix:
-        q = q.where(and_(JOBS.c.key >= key_prefix, JOBS.c.key < key_prefix + "\U0010ffff"))
-    rows = db.session.execute(q.order_by(*SORTS[sort]).limit(per_page + 1)
-                              .offset((page - 1) * per_page)).all()
-    _done()
-    return {"page": page, "per_page": per_page, "has_next": len(rows) > per_page,
-            "rows": [{"key": r.key, "stage": r.stage, "state": r.state, "attempts": r.attempts,
-                      "entered_at": r.entered_at, "flagged": bool(r.flagged),
-                      "file": r.filename, "error": (r.error or "")[-200:] or None}
-                     for r in rows[:per_page]]}
-
-
 def boards_overview() -> list[dict[str, Any]]:
     """Every board with its overview (the home page)."""
     boards = db.session.execute(select(BOARDS.c.id, BOARDS.c.name, BOARDS.c.jobix)
                                 .order_by(BOARDS.c.id)).all()
-    _done()
+    end_read()
     out = []
     for b in boards:
         o = overview(b.id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import func, select, true
+from sqlalchemy import and_, func, literal, select, true
 
 from .extensions import db
 from .models import (Attempt, Event, Job, JobState, Stage, StageCount, Worker,
@@ -15,8 +15,9 @@ STAGES = Stage.__table__
 COUNTS = StageCount.__table__
 
 
-def _done():
-    db.session.commit()  # end the read transaction; never hold a snapshot
+def end_read() -> None:
+    """End the read transaction: never hold a snapshot between requests."""
+    db.session.commit()
 
 
 def kept_counts(board_id: int) -> list[Any]:
@@ -24,7 +25,7 @@ def kept_counts(board_id: int) -> list[Any]:
     rows = db.session.execute(
         select(COUNTS.c.stage, COUNTS.c.state, COUNTS.c.n)
         .where(COUNTS.c.board_id == board_id, COUNTS.c.n != 0)).all()
-    _done()
+    end_read()
     return rows
 
 
@@ -42,19 +43,25 @@ def stage_counts(board_id: int) -> tuple[dict[int, int], int]:
     return counts, failed
 
 
+def stages(board_id: int) -> list[Any]:
+    """The board's declared stages: (number, lifetime, name) rows in order."""
+    rows = db.session.execute(
+        select(STAGES.c.number, STAGES.c.lifetime, STAGES.c.name)
+        .where(STAGES.c.board_id == board_id).order_by(STAGES.c.number)).all()
+    end_read()
+    return rows
+
+
 def board_summary(board_id: int) -> dict[str, Any]:
     """Everything the job-list page shows above the table."""
     counts, failed = stage_counts(board_id)
-    stage_rows = db.session.execute(
-        select(STAGES.c.number, STAGES.c.lifetime, STAGES.c.name)
-        .where(STAGES.c.board_id == board_id).order_by(STAGES.c.number)).all()
-    _done()
+    stage_rows = stages(board_id)
     lifetimes = {r.number: r.lifetime for r in stage_rows}
     last = max([*lifetimes, *counts, 0])
     total = sum(counts.values()) + failed
     weighted = sum(s * n for s, n in counts.items())
     progress = 100.0 * weighted / (total * last) if total and last else 0.0
-    stages = [
+    per_stage = [
         {"stage": s, "count": counts.get(s, 0), "lifetime": lifetimes.get(s, 0.0),
          "working": s % 2 == 1}
         for s in range(0, last + 1)
@@ -65,7 +72,7 @@ def board_summary(board_id: int) -> dict[str, Any]:
         "last_stage": last,
         "failed": failed,
         "progress": round(progress, 2),
-        "stages": stages,
+        "stages": per_stage,
         "flagged": flagged_jobs(board_id),
     }
 
@@ -82,7 +89,7 @@ def flagged_jobs(board_id: int, limit: int = 50) -> list[dict[str, Any]]:
         .where(JOBS.c.board_id == board_id, JOBS.c.flagged == true(),
                JOBS.c.state == JobState.ACTIVE.value)
         .order_by(JOBS.c.entered_at).limit(limit)).all()
-    _done()
+    end_read()
     return [_job_dict(r) for r in rows]
 
 
@@ -92,22 +99,49 @@ def count_flagged_fast(board_id: int) -> int:
         select(func.count()).select_from(JOBS)
         .where(JOBS.c.board_id == board_id, JOBS.c.flagged == true(),
                JOBS.c.state == JobState.ACTIVE.value)).scalar_one()
-    _done()
+    end_read()
     return int(n)
 
 
-def jobs_page(board_id: int, page: int, per_page: int, stage: int | None = None) -> dict[str, Any]:
-    """One page of the job table (never every row)."""
-    page = max(1, page)
-    q = select(JOBS.c.key, JOBS.c.stage, JOBS.c.filename, JOBS.c.entered_at, JOBS.c.flagged,
-               JOBS.c.state, JOBS.c.attempts).where(JOBS.c.board_id == board_id)
+SORTS = {"id": (JOBS.c.id,), "-id": (JOBS.c.id.desc(),),
+         "stage": (JOBS.c.stage, JOBS.c.state, JOBS.c.entered_at),
+         "-stage": (JOBS.c.stage.desc(), JOBS.c.state.desc(), JOBS.c.entered_at.desc())}
+
+
+def job_table(board_id: int, stage: int | None = None, state: str | None = None,
+              key_prefix: str | None = None, sort: str = "id", page: int = 1,
+              per_page: int = 50) -> dict[str, Any]:
+    """One page of the job table: filtered, sorted, paginated in SQL."""
+    q = select(JOBS.c.key, JOBS.c.stage, JOBS.c.state, JOBS.c.attempts, JOBS.c.entered_at,
+               JOBS.c.flagged, JOBS.c.filename, JOBS.c.error).where(JOBS.c.board_id == board_id)
     if stage is not None:
         q = q.where(JOBS.c.stage == stage)
-    rows = db.session.execute(
-        q.order_by(JOBS.c.id).limit(per_page + 1).offset((page - 1) * per_page)).all()
-    _done()
+    if state == JobState.FAILED.value:
+        # the few failed jobs come from their partial index (the value is
+        # inlined: a bound parameter would hide the index from SQLite)
+        q = q.where(JOBS.c.id.in_(
+            select(JOBS.c.id).where(JOBS.c.board_id == board_id,
+                                    JOBS.c.state == literal(state, literal_execute=True))))
+    elif state is not None:
+        q = q.where(JOBS.c.state == state)
+    if key_prefix:
+        q = q.where(and_(JOBS.c.key >= key_prefix, JOBS.c.key < key_prefix + "\U0010ffff"))
+    rows = db.session.execute(q.order_by(*SORTS[sort]).limit(per_page + 1)
+                              .offset((page - 1) * per_page)).all()
+    end_read()
     return {"page": page, "per_page": per_page, "has_next": len(rows) > per_page,
-            "rows": [_job_dict(r) for r in rows[:per_page]]}
+            "rows": [{"key": r.key, "stage": r.stage, "state": r.state, "attempts": r.attempts,
+                      "entered_at": r.entered_at, "flagged": bool(r.flagged),
+                      "file": r.filename, "error": (r.error or "")[-200:] or None}
+                     for r in rows[:per_page]]}
+
+
+def jobs_page(board_id: int, page: int, per_page: int, stage: int | None = None) -> dict[str, Any]:
+    """One page of the classic job-list table, whose rows name a job "id"."""
+    table = job_table(board_id, stage=stage, page=max(1, page), per_page=per_page)
+    for row in table["rows"]:
+        row["id"] = row.pop("key")
+    return table
 
 
 # ------------------------------------------------------------- the JSON API
@@ -123,7 +157,7 @@ def board_status(board_id: int) -> dict[str, Any]:
     workers = db.session.execute(
         select(WORKERS.c.state, func.count()).where(WORKERS.c.board_id == board_id)
         .group_by(WORKERS.c.state)).all()
-    _done()
+    end_read()
     counts: dict[str, int] = {}
     by_state: dict[str, int] = {}
     for stage, state, n in rows:
@@ -157,7 +191,7 @@ def list_jobs(board_id: int, stage: int | None, state: str | None, after: int,
     if state is not None:
         q = q.where(JOBS.c.state == state)
     rows = db.session.execute(q.order_by(JOBS.c.id).limit(limit + 1)).all()
-    _done()
+    end_read()
     more = len(rows) > limit
     rows = rows[:limit]
     return [_api_job(r) for r in rows], (rows[-1].id if more else None)
@@ -167,14 +201,14 @@ def job_detail(board_id: int, key: str) -> dict[str, Any] | None:
     job = db.session.execute(
         select(JOBS).where(JOBS.c.board_id == board_id, JOBS.c.key == key)).first()
     if job is None:
-        _done()
+        end_read()
         return None
     attempts = db.session.execute(
         select(ATTEMPTS).where(ATTEMPTS.c.job_id == job.id).order_by(ATTEMPTS.c.id)).all()
     events = db.session.execute(
         select(EVENTS.c.kind, EVENTS.c.at, EVENTS.c.stage, EVENTS.c.detail)
         .where(EVENTS.c.job_id == job.id).order_by(EVENTS.c.id)).all()
-    _done()
+    end_read()
     out = _api_job(job)
     out["payload"] = json.loads(job.payload)
     out["result"] = None if job.result is None else json.loads(job.result)
@@ -204,7 +238,7 @@ def list_workers(board_id: int) -> list[dict[str, Any]]:
     workers = db.session.execute(
         select(WORKERS, running).where(WORKERS.c.board_id == board_id)
         .order_by(WORKERS.c.name)).all()
-    _done()
+    end_read()
     return [{"name": w.name, "host": w.host, "pid": w.pid, "state": w.state,
              "first_seen": w.first_seen, "last_seen": w.last_seen, "running": w.running,
              "resources": None if w.resources is None else json.loads(w.resources)}

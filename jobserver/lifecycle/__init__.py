@@ -3,8 +3,8 @@
 Every public function here is one transaction: push, claim, update_job
 (the classic report), advance / fail / release / cancel / heartbeat (the
 API's worker side), sweep (flag, requeue, fail, lose silent workers),
-requeue_flagged, and the boards' settings, lifetimes and tokens.  Views, the CLI and the sweeper call these; nothing else
-writes job state.  After a commit the board is marked dirty so that the live
+requeue_flagged, and the boards' settings, lifetimes and tokens.  Views,
+the CLI and the sweeper call these; nothing else writes job state.  After a commit the board is marked dirty so that the live
 emitter pushes one coalesced update.
 
 History: every claim is an ``attempts`` row (who, from when, until when,

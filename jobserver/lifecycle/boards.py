@@ -19,6 +19,13 @@ from .common import (BOARDS, STAGES, TOKENS, BoardRef, Conflict, LifecycleError,
 log = logging.getLogger(__name__)
 
 
+_BOARD_REF = select(BOARDS.c.id, BOARDS.c.name, BOARDS.c.jobix)
+
+
+def _ref_of(row: Any) -> BoardRef:
+    return BoardRef(row.id, row.name, row.jobix)
+
+
 def classic_board_name(jobix: int) -> str:
     """A board name for a classic jobix that does not reveal the jobix."""
     digest = hashlib.sha256(str(jobix).encode()).hexdigest()[:10]
@@ -40,11 +47,10 @@ def find_board(jobix: int) -> BoardRef | None:
     if ref is not None:
         return ref
     with _engine().connect() as conn:
-        row = conn.execute(select(BOARDS.c.id, BOARDS.c.name, BOARDS.c.jobix)
-                           .where(BOARDS.c.jobix == jobix)).first()
+        row = conn.execute(_BOARD_REF.where(BOARDS.c.jobix == jobix)).first()
     if row is None:
         return None
-    ref = cache[jobix] = BoardRef(row.id, row.name, row.jobix)
+    ref = cache[jobix] = _ref_of(row)
     return ref
 
 
@@ -111,17 +117,23 @@ def set_lifetimes_if_unset(board_id: int, minutes: Sequence[float]) -> dict[int,
     return result
 
 
+def _set_stage(conn: Connection, board_id: int, stage: int, **values: Any) -> None:
+    """Change one stage's settings, declaring the stage if the board lacks
+    it (with no lifetime and no name unless given)."""
+    changed = conn.execute(update(STAGES).where(STAGES.c.board_id == board_id,
+                                                STAGES.c.number == stage)
+                           .values(**values)).rowcount
+    if not changed:
+        conn.execute(STAGES.insert().values(
+            {"board_id": board_id, "number": stage, "lifetime": 0.0, **values}))
+
+
 def set_lifetime(board_id: int, stage: int, minutes: float) -> dict[int, float]:
     """Set (or add) the lifetime of one stage."""
     _check_minutes([minutes])
     _check_stages(None, board_id, stage)
     with write_transaction(_engine()) as conn:
-        changed = conn.execute(
-            update(STAGES).where(STAGES.c.board_id == board_id, STAGES.c.number == stage)
-            .values(lifetime=float(minutes))).rowcount
-        if not changed:
-            conn.execute(STAGES.insert().values(board_id=board_id, number=stage,
-                                                lifetime=float(minutes)))
+        _set_stage(conn, board_id, stage, lifetime=float(minutes))
         result = _lifetimes(conn, board_id)
     live.mark_dirty(board_id)
     return result
@@ -137,14 +149,9 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _ref_of(row: Any) -> BoardRef:
-    return BoardRef(row.id, row.name, row.jobix)
-
-
 def board_by_name(name: str) -> BoardRef | None:
     with _engine().connect() as conn:
-        row = conn.execute(select(BOARDS.c.id, BOARDS.c.name, BOARDS.c.jobix)
-                           .where(BOARDS.c.name == name)).first()
+        row = conn.execute(_BOARD_REF.where(BOARDS.c.name == name)).first()
     return _ref_of(row) if row else None
 
 
@@ -211,8 +218,7 @@ def revoke_token(board_id: int, token_id: int) -> None:
 
 
 _BOARD_OF_TOKEN = (
-    select(BOARDS.c.id, BOARDS.c.name, BOARDS.c.jobix)
-    .join(TOKENS, TOKENS.c.board_id == BOARDS.c.id)
+    _BOARD_REF.join(TOKENS, TOKENS.c.board_id == BOARDS.c.id)
     .where(TOKENS.c.digest == bindparam("digest"), TOKENS.c.revoked_at.is_(None))
 )
 
@@ -239,10 +245,5 @@ def board_settings(board_id: int) -> dict[str, Any]:
 def set_stage_name(board_id: int, stage: int, name: str | None) -> None:
     _check_stages(None, board_id, stage)
     with write_transaction(_engine()) as conn:
-        changed = conn.execute(update(STAGES).where(STAGES.c.board_id == board_id,
-                                                    STAGES.c.number == stage)
-                               .values(name=name)).rowcount
-        if not changed:
-            conn.execute(STAGES.insert().values(board_id=board_id, number=stage, lifetime=0.0,
-                                                name=name))
+        _set_stage(conn, board_id, stage, name=name)
     live.mark_dirty(board_id)

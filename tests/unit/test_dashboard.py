@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from jobserver import create_app, insights, lifecycle
+from jobserver import create_app, insights, lifecycle, queries
 from jobserver.lifecycle import Advance, NewJob
 
 
@@ -42,13 +42,13 @@ def test_done_board_is_done(board):
 
 def test_job_table_filters_sorts_and_pages(board, app):
     lifecycle.claim(board.id, 0, 5, worker="w", lease=True)
-    t = insights.job_table(board.id, None, None, None, "id", 1, 15)
+    t = queries.job_table(board.id, None, None, None, "id", 1, 15)
     assert [r["key"] for r in t["rows"]][:2] == ["j00", "j01"] and t["has_next"]
-    t = insights.job_table(board.id, 1, None, None, "id", 1, 50)
+    t = queries.job_table(board.id, 1, None, None, "id", 1, 50)
     assert len(t["rows"]) == 5 and not t["has_next"]
-    t = insights.job_table(board.id, None, None, "j3", "-id", 1, 50)
+    t = queries.job_table(board.id, None, None, "j3", "-id", 1, 50)
     assert [r["key"] for r in t["rows"]] == [f"j3{i}" for i in range(9, -1, -1)]
-    t = insights.job_table(board.id, None, None, None, "-stage", 1, 3)
+    t = queries.job_table(board.id, None, None, None, "-stage", 1, 3)
     assert [r["stage"] for r in t["rows"]] == [1, 1, 1]
 
 
