@@ -172,7 +172,8 @@ class Client:
         return jobs
 
     def advance(self, jobs: Job | Sequence[Job], to_stage: int | None = None,
-                result: Any = None, filename: str | None = None) -> dict[str, int] | None:
+                result: Any = None, filename: str | None = None,
+                log_tail: str | None = None) -> dict[str, int] | None:
         jobs = [jobs] if isinstance(jobs, Job) else list(jobs)
         if not jobs:
             return {"advanced": 0, "cancelled": 0}
@@ -185,6 +186,8 @@ class Client:
                 item["result"] = result
             if filename is not None:
                 item["filename"] = filename
+            if log_tail:
+                item["log"] = log_tail
             items.append(item)
         try:
             return self._request("POST", "/advance", json_body={"attempts": items},

@@ -64,7 +64,7 @@ class ApiSource:
 
     def done(self, job: Job, log_tail: str) -> None:
         to = None if self.opts.to_stage is None else self.opts.to_stage + 1
-        self.client.advance(job, to_stage=to)
+        self.client.advance(job, to_stage=to, log_tail=log_tail or None)
 
     def failed(self, job: Job, error: str, exit_code: int | None, log_tail: str) -> None:
         self.client.fail(job, error, exit_code=exit_code, log_tail=log_tail)

@@ -104,7 +104,7 @@ def advance(name: str):
         todo.append(Advance(
             get(item, "attempt_id", int), get(item, "to_stage", int, default=None, minimum=0),
             None if result is None else json.dumps(result),
-            get(item, "filename", str, default=None)))
+            get(item, "filename", str, default=None), get(item, "log", str, default=None)))
     return jsonify(lifecycle.advance(board.id, todo))
 
 

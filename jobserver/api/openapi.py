@@ -124,7 +124,7 @@ PATHS: dict[str, Any] = {
         "Report claimed jobs done (all or nothing; a stale attempt answers 409)",
         _ok(_obj({"advanced": INT, "cancelled": INT})),
         _body(_obj({"attempts": {"type": "array", "items": _obj(
-            {"attempt_id": INT, "to_stage": INT, "result": ANY, "filename": STR},
+            {"attempt_id": INT, "to_stage": INT, "result": ANY, "filename": STR, "log": STR},
             ["attempt_id"])}}, ["attempts"])))},
     "/boards/{name}/fail": {"post": _op(
         "Report a claimed job failed: retried until max_attempts, then failed",

@@ -32,6 +32,7 @@ class Advance:
     to_stage: int | None = None  # default: the claimed-from stage + 2
     result: str | None = None  # JSON text
     filename: str | None = None
+    log: str | None = None  # the tail of the job's output, kept with its attempt
 
 
 # By primary key alone: given the board and "still open" as well, SQLite's
@@ -80,6 +81,9 @@ _END_ATTEMPT = (
     update(ATTEMPTS).where(ATTEMPTS.c.id == bindparam("attempt"))
     .values(ended_at=bindparam("now"), outcome=bindparam("result_outcome"))
 )
+_KEEP_LOG = (
+    update(ATTEMPTS).where(ATTEMPTS.c.id == bindparam("attempt")).values(log=bindparam("tail"))
+)
 
 
 def advance(board_id: int, items: Sequence[Advance]) -> dict[str, int]:
@@ -126,6 +130,9 @@ def advance(board_id: int, items: Sequence[Advance]) -> dict[str, int]:
             if group:
                 conn.execute(_END_ATTEMPTS, {"attempts": [i.attempt_id for i in group],
                                              "now": now, "result_outcome": outcome.value})
+        logs = [{"attempt": i.attempt_id, "tail": i.log[-MAX_LOG:]} for i in items if i.log]
+        if logs:
+            conn.execute(_KEEP_LOG, logs)
     live.mark_dirty(board_id)
     return {"advanced": len(moving), "cancelled": len(cancelled)}
 

@@ -166,7 +166,8 @@ def test_failing_command_is_retried_then_failed_with_stderr(fleet_server):
     client = new_board(fleet_server.url, "fails", [0, 5, 0], max_attempts=2)
     client.push([{"key": "bad", "payload": {"x": 1}}, {"key": "good", "payload": {"x": 0}}])
     w = jobworker(client, "--stage", "0", "--", "sh", "-c",
-                  'if [ "{payload[x]}" = 1 ]; then echo "cannot open input.dat" >&2; exit 4; fi')
+                  'if [ "{payload[x]}" = 1 ]; then echo "cannot open input.dat" >&2; exit 4; fi;'
+                  ' echo "wrote output.dat"')
     out = w.communicate(timeout=60)[0]
     assert w.returncode == 0, out
     s = client.status()
@@ -175,6 +176,7 @@ def test_failing_command_is_retried_then_failed_with_stderr(fleet_server):
     assert bad["state"] == "failed" and "cannot open input.dat" in bad["error"]
     assert [a["exit_code"] for a in bad["attempts_history"]] == [4, 4]
     assert "cannot open input.dat" in bad["log_tail"]
+    assert "wrote output.dat" in client.job("good")["log_tail"]  # a success's output is kept
 
 
 def test_sigterm_drains_running_jobs_and_exits_zero(fleet_server, tmp_path):

@@ -70,7 +70,8 @@ def test_claim_advance_and_stale_attempt_conflict(client, board):
     assert [j["key"] for j in jobs] == ["j0", "j1"] and jobs[0]["payload"] == {"i": 0}
     ids = [j["attempt_id"] for j in jobs]
     r = client.post("/api/v1/boards/sims/advance", headers=board,
-                    json={"attempts": [{"attempt_id": ids[0], "result": {"ok": 1}},
+                    json={"attempts": [{"attempt_id": ids[0], "result": {"ok": 1},
+                                        "log": "converged after 12 steps"},
                                        {"attempt_id": ids[1]}]})
     assert r.json == {"advanced": 2, "cancelled": 0}
     assert status(client, board)["counts"] == {"0": 1, "2": 2}
@@ -83,6 +84,7 @@ def test_claim_advance_and_stale_attempt_conflict(client, board):
     assert status(client, board)["counts"] == {"1": 1, "2": 2}
     detail = client.get("/api/v1/boards/sims/jobs/j0", headers=board).json
     assert detail["result"] == {"ok": 1} and detail["attempts_history"][0]["outcome"] == "advanced"
+    assert detail["log_tail"] == "converged after 12 steps"  # a success keeps its log too
 
 
 def test_fail_retries_then_fails_with_error(client, board):
