@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import Any, Iterable
 
 from sqlalchemy import literal, select
 
@@ -108,10 +108,13 @@ def live_payload(board_id: int) -> dict[str, Any]:
     return out
 
 
-def boards_overview() -> list[dict[str, Any]]:
-    """Every board with its overview (the home page)."""
-    boards = db.session.execute(select(BOARDS.c.id, BOARDS.c.name, BOARDS.c.jobix)
-                                .order_by(BOARDS.c.id)).all()
+def boards_overview(board_ids: Iterable[int] | None = None) -> list[dict[str, Any]]:
+    """Every board with its overview (the home page), or only those of
+    ``board_ids`` (a live update carries just the boards that changed)."""
+    q = select(BOARDS.c.id, BOARDS.c.name, BOARDS.c.jobix).order_by(BOARDS.c.id)
+    if board_ids is not None:
+        q = q.where(BOARDS.c.id.in_(list(board_ids)))
+    boards = db.session.execute(q).all()
     end_read()
     out = []
     for b in boards:

@@ -14,7 +14,7 @@ import threading
 from typing import Any
 
 from flask import Flask, current_app, has_app_context, request
-from flask_socketio import join_room
+from flask_socketio import emit, join_room
 
 from .extensions import socketio
 
@@ -93,8 +93,8 @@ class Broadcaster:
                 if _watched(dashboard_room(board_id)):
                     socketio.emit("dashboard", insights.live_payload(board_id),
                                   to=dashboard_room(board_id))
-            if _watched(HOME_ROOM):
-                socketio.emit("boards", insights.boards_overview(), to=HOME_ROOM)
+            if _watched(HOME_ROOM):  # the changed boards' rows only
+                socketio.emit("boards", insights.boards_overview(dirty), to=HOME_ROOM)
 
 
 def _watched(room: str) -> bool:
@@ -132,7 +132,12 @@ def on_join(data: Any) -> Any:
     from . import lifecycle
 
     if isinstance(data, dict) and data.get("home"):
+        from . import insights
+
         join_room(HOME_ROOM)
+        # every board once (a page reconnecting after a restart catches up);
+        # later updates carry only the boards that changed
+        emit("boards", insights.boards_overview())
         return {"ok": True}
     if isinstance(data, dict) and isinstance(data.get("board"), str):
         ref = lifecycle.board_by_name(data["board"])

@@ -164,9 +164,10 @@
   window.jobserverHome = function () {
     fillStatic();
     var socket = connect(function (s) { s.emit('join', { home: true }); });
+    // Each message carries the rows of the boards that changed (all of
+    // them right after joining): replace those rows, add new boards.
     socket.on('boards', function (boards) {
       var body = document.querySelector('#boards tbody');
-      body.textContent = '';
       boards.forEach(function (b) {
         var tr = el('tr');
         tr.setAttribute('data-board', b.name);
@@ -187,6 +188,10 @@
         tr.appendChild(el('td', b.flagged));
         tr.appendChild(el('td', b.failed));
         tr.appendChild(el('td', b.lost_workers));
+        var old = body.querySelector('tr[data-board="' + CSS.escape(b.name) + '"]');
+        if (old) { body.replaceChild(tr, old); return; }
+        var empty = body.querySelector('tr:not([data-board])');  // "no job lists yet"
+        if (empty) empty.remove();
         body.appendChild(tr);
       });
     });

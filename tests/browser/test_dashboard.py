@@ -150,6 +150,8 @@ def test_home_shows_health_throughput_and_links(server, page):
     c = board(server.url, "home1")
     c.push({"key": f"h{i}", "payload": None} for i in range(10))
     c.advance(c.claim(0, 4))
+    other = board(server.url, "home2")
+    other.push([{"key": "x", "payload": None}])
     page.goto(server.url + "/")
     row = page.locator("#boards tr[data-board='home1']")
     assert "40.0%" in row.inner_text() and "(4/10)" in row.inner_text()
@@ -159,6 +161,11 @@ def test_home_shows_health_throughput_and_links(server, page):
     page.wait_for_function(
         "document.querySelector(\"#boards tr[data-board='home1']\").innerText.includes('(5/10)')")
     assert "50.0%" in row.inner_text()
+    # updates carry only the boards that changed: the others stay, new ones appear
+    assert "(0/1)" in page.inner_text("#boards tr[data-board='home2']")
+    board(server.url, "home3").push([{"key": "y", "payload": None}])
+    page.wait_for_selector("#boards tr[data-board='home3']")
+    assert page.locator("#boards tbody tr").count() == 3
     row.locator("a").click()
     page.wait_for_selector("#funnel")
     assert "/boards/home1" in page.url
