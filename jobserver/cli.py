@@ -49,7 +49,7 @@ def sweep() -> None:
 
     app = _app(SWEEP_MODE="off")
     with app.app_context():
-        r = lifecycle.sweep()
+        r = lifecycle.sweep(lost_after=app.config["WORKER_LOST_AFTER"])
     click.echo(f"flagged {r.flagged}, requeued {r.requeued}, failed {r.failed}")
 
 

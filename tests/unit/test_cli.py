@@ -6,7 +6,7 @@ import time
 
 from click.testing import CliRunner
 
-from jobserver import create_app, lifecycle
+from jobserver import create_app, lifecycle, queries
 from jobserver.cli import main
 from jobserver.dialect import close_writer
 from jobserver.extensions import db
@@ -35,6 +35,26 @@ def test_sweep_requeues_overdue_jobs(tmp_path, monkeypatch):
     result = CliRunner().invoke(main, ["sweep"])
     assert result.exit_code == 0, result.output
     assert "flagged 1, requeued 1, failed 0" in result.output
+
+
+def test_sweep_uses_the_configured_worker_silence(tmp_path, monkeypatch):
+    """A cron sweep (mod_wsgi deployments) loses workers after
+    JOBSERVER_WORKER_LOST_AFTER, as the server's own sweeper does."""
+    url = f"sqlite:///{tmp_path / 'cli.sqlite'}"
+    monkeypatch.setenv("JOBSERVER_DATABASE_URL", url)
+    monkeypatch.setenv("JOBSERVER_WORKER_LOST_AFTER", "0.05")
+    app = create_app({"SWEEP_MODE": "off"})
+    with app.app_context():
+        b = lifecycle.create_board("cron", [0, 60, 0])
+        lifecycle.push(b.id, [NewJob("1", "null", 0)])
+        lifecycle.claim(b.id, 0, worker="w1", lease=True)
+        close_writer(db.engine)
+    time.sleep(0.1)
+    result = CliRunner().invoke(main, ["sweep"])
+    assert result.exit_code == 0, result.output
+    with app.app_context():
+        assert queries.board_status(b.id)["lost_workers"] == 1
+        close_writer(db.engine)
 
 
 def test_config_prints_settings_without_secret(monkeypatch, tmp_path):
