@@ -39,8 +39,11 @@ def throughput(board_id: int, minutes: int = 60, now: float | None = None) -> di
     return {"minutes": axis, "stages": series}
 
 
-def overview(board_id: int, now: float | None = None) -> dict[str, Any]:
-    """Progress, rates, ETA and health of one board."""
+def overview(board_id: int, now: float | None = None,
+             series: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Progress, rates, ETA and health of one board.  ``series``: the
+    board's throughput() at the same ``now``, if the caller has it already
+    (at least the last RATE_WINDOW + 1 minutes)."""
     now = time.time() if now is None else now
     status = queries.board_status(board_id)
     stage_rows = queries.stages(board_id)
@@ -53,8 +56,8 @@ def overview(board_id: int, now: float | None = None) -> dict[str, Any]:
     waiting = sum(n for s, n in counts.items() if s % 2 == 0 and s != last)
     live_total = status["total"] - status["cancelled"]
     remaining = max(live_total - done - status["failed"], 0)
-    tp = throughput(board_id, RATE_WINDOW + 1, now)
-    finished = tp["stages"].get(str(last), [0] * (RATE_WINDOW + 1))
+    tp = throughput(board_id, RATE_WINDOW + 1, now) if series is None else series
+    finished = tp["stages"].get(str(last), [0] * (RATE_WINDOW + 1))[-(RATE_WINDOW + 1):]
     # the current minute counts for the part of it that has passed
     elapsed = RATE_WINDOW * 60 + (now % 60)
     per_min = 60.0 * sum(finished) / elapsed
@@ -101,8 +104,10 @@ def failed_jobs(board_id: int, limit: int = 20) -> list[dict[str, Any]]:
 
 def live_payload(board_id: int) -> dict[str, Any]:
     """What the board page receives on every coalesced update."""
-    out = overview(board_id)
-    out["throughput"] = throughput(board_id)
+    now = time.time()
+    series = throughput(board_id, now=now)  # read once: the chart and the rate
+    out = overview(board_id, now, series)
+    out["throughput"] = series
     out["workers"] = queries.list_workers(board_id)
     out["failed_jobs"] = failed_jobs(board_id)
     return out
