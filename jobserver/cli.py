@@ -95,10 +95,13 @@ def board() -> None:
 
 @board.command("create", help="Create a board; its API token is printed alone on the last line.")
 @click.argument("name")
-@click.option("--lifetimes", help="Minutes per stage, as in /init: e.g. 0/30/0 (0 = forever).")
+@click.option("--lifetimes", help="Minutes per stage, as in /init: e.g. 0/30/0 (0 = forever); an "
+                                  "odd number of stages, ending on a resting one "
+                                  "[default: 0/30/0: waiting, running, done].")
 @click.option("--stage-names", help="Names per stage, e.g. todo/running/done.")
 @click.option("--max-attempts", type=click.IntRange(1), default=3, show_default=True,
-              help="Claims a job gets before it is marked failed.")
+              help="Attempts a job gets at each stage (failures and lost workers spend "
+                   "them) before it is marked failed.")
 @click.option("--no-auto-requeue", is_flag=True,
               help="Only flag jobs that overstay (requeue them by hand).")
 def board_create(name: str, lifetimes: str | None, stage_names: str | None,
@@ -117,6 +120,50 @@ def board_create(name: str, lifetimes: str | None, stage_names: str | None,
         token = lifecycle.issue_token(b.id, "created with the board")
     click.echo(f"board {b.name} created; its token (keep it secret):")
     click.echo(token)
+
+
+@board.command("list", help="Every board: name, kind, jobs, age.")
+def board_list() -> None:
+    import time
+
+    from . import lifecycle
+
+    with _app(SWEEP_MODE="off").app_context():
+        boards = lifecycle.list_boards()
+    if not boards:
+        click.echo("no boards yet (jobserver board create NAME)")
+        return
+    width = max(len(b["name"]) for b in boards)
+    for b in boards:
+        kind = "classic" if b["classic"] else "api"
+        click.echo(f"{b['name']:<{width}}  {kind:<7}  {b['jobs']:>9,} jobs  "
+                   f"created {_age(time.time() - b['created_at'])} ago")
+
+
+def _age(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    if seconds < 172800:
+        return f"{seconds // 3600} h"
+    return f"{seconds // 86400} days"
+
+
+@board.command("delete", help="Delete a board with all its jobs, history and tokens.")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def board_delete(name: str, yes: bool) -> None:
+    from . import lifecycle
+
+    with _app(SWEEP_MODE="off").app_context():
+        b = _board_or_fail(name)
+        jobs = next(x["jobs"] for x in lifecycle.list_boards() if x["id"] == b.id)
+        if not yes:
+            click.confirm(f"delete board {name} and its {jobs:,} jobs for good?", abort=True)
+        n = lifecycle.delete_board(b.id)
+    click.echo(f"board {name} deleted ({n:,} jobs)")
 
 
 @main.group(help="API tokens of a board: list, create, revoke.")
@@ -162,11 +209,24 @@ def token_revoke(board_name: str, token_id: int) -> None:
     click.echo(f"token {token_id} revoked")
 
 
-@main.command("config", help="Print the effective settings (secrets left out).")
-def show_config() -> None:
-    from .config import describe
+@main.command("config", help="Print the effective settings (secrets left out) as JSON: those "
+                             "`jobserver serve` runs with, or with --wsgi those of wsgi.py "
+                             "under Apache mod_wsgi.")
+@click.option("--wsgi", is_flag=True, help="The settings of wsgi.py (mod_wsgi) instead.")
+def show_config(wsgi: bool) -> None:
+    import os
 
-    click.echo(describe(_app(AUTO_MIGRATE=False, SWEEP_MODE="off")))
+    from .config import _parse, describe
+
+    app = _app(AUTO_MIGRATE=False, SWEEP_MODE="off")
+    if wsgi:  # what wsgi.py sets
+        shown = {"ASYNC_MODE": "threading", "WEBSOCKET": False, "SWEEP_MODE": "request"}
+    else:  # what serving.run_standalone sets, whatever the file or environment say
+        shown = {"SWEEP_MODE": "thread", "WEBSOCKET": True,
+                 "ASYNC_MODE": os.environ.get("JOBSERVER_ASYNC_MODE", "eventlet")}
+    # not applied here (printing settings must not touch the database)
+    shown["AUTO_MIGRATE"] = _parse(os.environ.get("JOBSERVER_AUTO_MIGRATE", "true"), True)
+    click.echo(describe(app, shown))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -87,11 +87,15 @@ def load_config(app: Flask, config: Mapping[str, Any] | None = None) -> None:
         )
 
 
-def describe(app: Flask) -> str:
-    """A one-line, secret-free summary of the effective settings."""
+def describe(app: Flask, overrides: Mapping[str, Any] | None = None) -> str:
+    """A secret-free summary of the effective settings (``overrides``: what
+    the server mode sets over the configuration)."""
     shown = {k: app.config[k] for k in DEFAULTS if k not in ("SECRET_KEY", "ADMIN_TOKEN", "VIEW_PASSWORD")}
     shown["DATABASE_URL"] = app.config["SQLALCHEMY_DATABASE_URI"]
-    return json.dumps(shown, default=str)
+    shown.update(overrides or {})
+    for secret in ("ADMIN_TOKEN", "VIEW_PASSWORD"):
+        shown[secret] = "(set)" if app.config.get(secret) else "(not set)"
+    return json.dumps(shown, default=str, indent=2)
 
 
 class NoSessions(SecureCookieSessionInterface):

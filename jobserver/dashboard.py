@@ -6,7 +6,6 @@ from flask import Blueprint, abort, current_app, jsonify, render_template, reque
 from werkzeug.exceptions import BadRequest
 
 from . import access, insights, lifecycle, queries
-from .models import JobState
 
 bp = Blueprint("dashboard", __name__)
 bp.before_request(access.guard)
@@ -34,8 +33,8 @@ def _table_args() -> dict:
     except ValueError:
         raise BadRequest("stage and page must be integers") from None
     state = args.get("state") or None
-    if state is not None and state not in {s.value for s in JobState}:
-        raise BadRequest(f"state must be one of {', '.join(s.value for s in JobState)}")
+    if state is not None and state not in queries.STATUSES:
+        raise BadRequest(f"state must be one of {', '.join(queries.STATUSES)}")
     sort = args.get("sort") or "id"
     if sort not in queries.SORTS:
         raise BadRequest(f"sort must be one of {', '.join(queries.SORTS)}")
@@ -49,7 +48,7 @@ def board_page(name: str):
     filters = _table_args()
     return render_template("board.html", board=board, data=insights.live_payload(board.id),
                            table=queries.job_table(board.id, **filters), filters=filters,
-                           sorts=list(queries.SORTS), states=[s.value for s in JobState])
+                           sorts=list(queries.SORTS), states=queries.STATUSES)
 
 
 @bp.get("/boards/<name>/summary.json")

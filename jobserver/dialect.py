@@ -123,17 +123,21 @@ def close_writer(engine: Engine) -> None:
             w.conn = None
 
 
-def add_to_counters(table: Table, key_columns: list[str], dialect_name: str) -> Any:
+def add_to_counters(table: Table, key_columns: list[str], dialect_name: str,
+                    latest: tuple[str, ...] = ()) -> Any:
     """INSERT ... ON CONFLICT (key) DO UPDATE SET n = n + excluded.n: adds
-    to a counter row, creating it at first use (SQLite and PostgreSQL)."""
+    to a counter row, creating it at first use (SQLite and PostgreSQL).
+    The ``latest`` columns take the new row's value on every add (the
+    others keep the value of the row's first insert)."""
     if dialect_name == "postgresql":
         stmt = postgresql.insert(table)
     elif dialect_name == "sqlite":
         stmt = sqlite.insert(table)
     else:
         raise NotImplementedError(f"unsupported database: {dialect_name}")
-    return stmt.on_conflict_do_update(index_elements=key_columns,
-                                      set_={"n": table.c.n + stmt.excluded.n})
+    return stmt.on_conflict_do_update(
+        index_elements=key_columns,
+        set_={"n": table.c.n + stmt.excluded.n, **{c: stmt.excluded[c] for c in latest}})
 
 
 def optimize(engine: Engine) -> None:

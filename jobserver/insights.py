@@ -39,16 +39,66 @@ def throughput(board_id: int, minutes: int = 60, now: float | None = None) -> di
     return {"minutes": axis, "stages": series}
 
 
-def overview(board_id: int, now: float | None = None,
-             series: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Progress, rates, ETA and health of one board.  ``series``: the
-    board's throughput() at the same ``now``, if the caller has it already
-    (at least the last RATE_WINDOW + 1 minutes)."""
+RECENT = 30.0  # seconds: a board that finished nothing for this long while
+               # nobody runs anything is idle, and its rate is 0
+MIN_SPAN = 5.0  # seconds: the shortest span a rate is measured over
+
+
+def rate_per_minute(board_id: int, stage: int, now: float, running: int) -> float:
+    """Jobs reaching ``stage`` per minute, measured over the time the board
+    has actually been working within the last RATE_WINDOW minutes: from the
+    first arrival in that window (not from the window's start), so the first
+    seconds of a run already show its real rate.  0 for an idle board."""
+    window_start = now - RATE_WINDOW * 60
+    rows = db.session.execute(
+        select(THROUGHPUT.c.minute, THROUGHPUT.c.n, THROUGHPUT.c.first_at, THROUGHPUT.c.last_at)
+        .where(THROUGHPUT.c.board_id == board_id, THROUGHPUT.c.stage == stage,
+               THROUGHPUT.c.minute >= int(window_start // 60))).all()
+    end_read()
+    if not rows:
+        return 0.0
+    latest = max(r.last_at if r.last_at is not None else r.minute * 60.0 + 59 for r in rows)
+    if not running and now - latest > RECENT:
+        return 0.0
+    n = 0.0
+    first = now
+    for r in rows:
+        begin = r.minute * 60.0
+        first = min(first, r.first_at if r.first_at is not None else begin)
+        # the minute that straddles the window's start counts for its part in it
+        n += r.n * min(1.0, (begin + 60.0 - window_start) / 60.0)
+    span = max(now - max(first, window_start), MIN_SPAN)
+    return 60.0 * n / span
+
+
+def _health(total: int, remaining: int, failed: int, running: int, lost_workers: int,
+            n_flagged: int, per_min: float) -> tuple[str, str]:
+    """A word and a reason for a board's state, worst news first."""
+    if not total:
+        return "idle", "no jobs yet"
+    if remaining == 0:
+        if failed:
+            return "failed", (f"{failed} job(s) failed and nothing is left to do; "
+                              f"{total - failed} done")
+        return "done", "every job is done"
+    if lost_workers or n_flagged:
+        return "attention", (f"{lost_workers} lost worker(s), "
+                             f"{n_flagged} job(s) overstaying their stage")
+    if not running and per_min == 0:
+        return "stalled", "jobs are waiting and nobody is working on them"
+    if failed:
+        return "attention", f"{failed} job(s) failed"
+    return "healthy", "work is flowing"
+
+
+def overview(board_id: int, now: float | None = None) -> dict[str, Any]:
+    """Progress, rates, ETA and health of one board."""
     now = time.time() if now is None else now
     status = queries.board_status(board_id)
     stage_rows = queries.stages(board_id)
-    counts = {int(k): v for k, v in status["counts"].items()}
-    last = max([*(r.number for r in stage_rows), *counts, 0])
+    by_stage = status["by_stage"]
+    counts = {s: c.get(JobState.ACTIVE.value, 0) for s, c in by_stage.items()}
+    last = max([*(r.number for r in stage_rows), *by_stage, 0])
     names = {r.number: r.name for r in stage_rows}
     lifetimes = {r.number: r.lifetime for r in stage_rows}
     done = counts.get(last, 0) if last else 0
@@ -56,26 +106,12 @@ def overview(board_id: int, now: float | None = None,
     waiting = sum(n for s, n in counts.items() if s % 2 == 0 and s != last)
     live_total = status["total"] - status["cancelled"]
     remaining = max(live_total - done - status["failed"], 0)
-    tp = throughput(board_id, RATE_WINDOW + 1, now) if series is None else series
-    finished = tp["stages"].get(str(last), [0] * (RATE_WINDOW + 1))[-(RATE_WINDOW + 1):]
-    # the current minute counts for the part of it that has passed
-    elapsed = RATE_WINDOW * 60 + (now % 60)
-    per_min = 60.0 * sum(finished) / elapsed
+    per_min = rate_per_minute(board_id, last, now, running)
     eta = remaining / (per_min / 60.0) if per_min > 0 and remaining else None
     flagged = queries.flagged_jobs(board_id, limit=20)
     n_flagged = queries.count_flagged_fast(board_id)
-    if live_total and remaining == 0:
-        health, why = "done", ("every job is finished" if not status["failed"] else
-                               f"every job is finished; {status['failed']} failed")
-    elif status["lost_workers"] or n_flagged:
-        health, why = "attention", (f"{status['lost_workers']} lost worker(s), "
-                                    f"{n_flagged} job(s) overstaying their stage")
-    elif remaining and not running and per_min == 0:
-        health, why = "stalled", "jobs are waiting and nobody is working on them"
-    elif status["failed"]:
-        health, why = "attention", f"{status['failed']} job(s) failed"
-    else:
-        health, why = "healthy", "work is flowing"
+    health, why = _health(live_total, remaining, status["failed"], running,
+                          status["lost_workers"], n_flagged, per_min)
     return {
         "total": live_total, "done": done, "waiting": waiting, "running": running,
         "failed": status["failed"], "cancelled": status["cancelled"],
@@ -85,10 +121,43 @@ def overview(board_id: int, now: float | None = None,
         "alive_workers": status["alive_workers"], "lost_workers": status["lost_workers"],
         "health": health, "health_reason": why, "last_stage": last,
         "stages": [{"stage": s, "name": names.get(s), "count": counts.get(s, 0),
+                    "failed": by_stage.get(s, {}).get(JobState.FAILED.value, 0),
+                    "cancelled": by_stage.get(s, {}).get(JobState.CANCELLED.value, 0),
                     "lifetime": lifetimes.get(s, 0.0),
                     "kind": "done" if s == last else ("running" if s % 2 else "waiting")}
                    for s in range(last + 1)],
     }
+
+
+def progress(board_id: int) -> dict[str, Any]:
+    """The API's view of overview(): the figures, without the tables."""
+    o = overview(board_id)
+    return {k: o[k] for k in ("total", "done", "waiting", "running", "failed", "cancelled",
+                              "per_minute", "eta_seconds", "progress", "health",
+                              "health_reason", "flagged")}
+
+
+def failure_groups(board_id: int, limit: int = 20, keys: int = 5,
+                   scan: int = 100_000) -> dict[str, Any]:
+    """The board's failed jobs grouped by the last line of their error,
+    biggest groups first, with the first few keys of each (read from the
+    failed jobs' partial index, at most ``scan`` of them)."""
+    rows = db.session.execute(
+        select(JOBS.c.key, JOBS.c.error)
+        .where(JOBS.c.board_id == board_id,
+               JOBS.c.state == literal(JobState.FAILED.value, literal_execute=True))
+        .order_by(JOBS.c.entered_at).limit(scan)).all()
+    end_read()
+    groups: dict[str, dict[str, Any]] = {}
+    for key, error in rows:
+        lines = [ln.strip() for ln in (error or "").splitlines() if ln.strip()]
+        text = lines[-1][:300] if lines else "(no error text)"
+        g = groups.setdefault(text, {"error": text, "count": 0, "keys": []})
+        g["count"] += 1
+        if len(g["keys"]) < keys:
+            g["keys"].append(key)
+    ordered = sorted(groups.values(), key=lambda g: -g["count"])
+    return {"total": len(rows), "groups": ordered[:limit], "more_groups": max(len(ordered) - limit, 0)}
 
 
 def failed_jobs(board_id: int, limit: int = 20) -> list[dict[str, Any]]:
@@ -105,9 +174,8 @@ def failed_jobs(board_id: int, limit: int = 20) -> list[dict[str, Any]]:
 def live_payload(board_id: int) -> dict[str, Any]:
     """What the board page receives on every coalesced update."""
     now = time.time()
-    series = throughput(board_id, now=now)  # read once: the chart and the rate
-    out = overview(board_id, now, series)
-    out["throughput"] = series
+    out = overview(board_id, now)
+    out["throughput"] = throughput(board_id, now=now)
     out["workers"] = queries.list_workers(board_id)
     out["failed_jobs"] = failed_jobs(board_id)
     return out
@@ -143,6 +211,28 @@ def job_history(board_id: int, key: str) -> dict[str, Any] | None:
                                                       if e["stage"] is not None else ""),
                   "who": None} for e in job["events"]]
     job["timeline"] = sorted(timeline, key=lambda t: t["at"])
+    job["summary"] = _job_summary(job, _max_attempts(board_id))
+    job["outputs"] = sorted(((int(s), t) for s, t in job["log_tails"].items()), reverse=True)
     job["payload_text"] = json.dumps(job["payload"], indent=2)
     job["result_text"] = None if job["result"] is None else json.dumps(job["result"], indent=2)
     return job
+
+
+def _max_attempts(board_id: int) -> int:
+    n = db.session.execute(select(BOARDS.c.max_attempts).where(BOARDS.c.id == board_id)).scalar()
+    end_read()
+    return int(n or 0)
+
+
+def _job_summary(job: dict[str, Any], max_attempts: int) -> str:
+    """One line under a job's name: its state, stage and attempt budget, in
+    the words the history uses."""
+    state, stage, used = job["state"], job["stage"], job["attempts"]
+    if state == "running":
+        return (f"running at stage {stage} (claimed from stage {stage - 1}) · attempt {used} "
+                f"of {max_attempts} at that stage")
+    if state == "waiting":
+        return f"waiting at stage {stage} · {used} of {max_attempts} attempts used at this stage"
+    if state == "failed":
+        return f"failed at stage {stage} after {used} of {max_attempts} attempts at that stage"
+    return f"{state} at stage {stage}"

@@ -15,8 +15,21 @@ from .extensions import db
 
 
 class JobState(str, enum.Enum):
+    """What the ``state`` column stores.  ACTIVE jobs are waiting, running or
+    done depending on their stage; people see a Status instead."""
+
     ACTIVE = "active"
     FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class Status(str, enum.Enum):
+    """The one vocabulary of the API and the pages (see queries.status_of)."""
+
+    WAITING = "waiting"  # at an even stage below the last one
+    RUNNING = "running"  # at an odd stage: a worker holds it
+    DONE = "done"  # at the board's last stage
+    FAILED = "failed"  # out of attempts at a stage (it stays at that stage)
     CANCELLED = "cancelled"
 
 
@@ -92,6 +105,8 @@ class Job(db.Model):
     entered_at: Mapped[float] = mapped_column(Float)
     flagged: Mapped[bool] = mapped_column(default=False)
     filename: Mapped[Optional[str]] = mapped_column(Text)
+    # attempts spent at the job's current stage: a claim spends one, a
+    # release gives it back, a success (advance) starts the next stage at 0
     attempts: Mapped[int] = mapped_column(default=0)
     state: Mapped[str] = mapped_column(String(16), default=JobState.ACTIVE.value)
     # Set by API claims and heartbeats: a leased job's lifetime counts from
@@ -194,3 +209,7 @@ class Throughput(db.Model):
     stage: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     minute: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     n: Mapped[int] = mapped_column(BigInteger, default=0)
+    # the first and the last arrival within the minute: the rate is measured
+    # over the time the board has actually been working, not whole minutes
+    first_at: Mapped[Optional[float]] = mapped_column(Float)
+    last_at: Mapped[Optional[float]] = mapped_column(Float)

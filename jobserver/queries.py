@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import and_, func, literal, select, true
 
 from .extensions import db
-from .models import (Attempt, Event, Job, JobState, Stage, StageCount, Worker,
+from .models import (Attempt, Event, Job, JobState, Outcome, Stage, StageCount, Status, Worker,
                      WorkerState)
 
 JOBS = Job.__table__
@@ -27,6 +27,51 @@ def kept_counts(board_id: int) -> list[Any]:
         .where(COUNTS.c.board_id == board_id, COUNTS.c.n != 0)).all()
     end_read()
     return rows
+
+
+def status_of(stage: int, state: str, last_stage: int) -> str:
+    """The state a person reads (Status) of a stored (stage, state)."""
+    if state != JobState.ACTIVE.value:
+        return state
+    if stage % 2:
+        return Status.RUNNING.value
+    if last_stage and stage >= last_stage:
+        return Status.DONE.value
+    return Status.WAITING.value
+
+
+def last_stage(board_id: int, counted: Any = None) -> int:
+    """The board's last stage: its last declared stage, or on a board
+    without declared stages (a classic list before /init) the highest stage
+    any job has reached (``counted``: kept_counts rows, if read already)."""
+    declared = db.session.execute(
+        select(func.max(STAGES.c.number)).where(STAGES.c.board_id == board_id)).scalar()
+    end_read()
+    if declared is not None:
+        return int(declared)
+    rows = kept_counts(board_id) if counted is None else counted
+    return max([r.stage for r in rows] + [0])
+
+
+def _status_filter(board_id: int, status: str, last: int) -> list[Any]:
+    """WHERE terms selecting the jobs of one Status."""
+    active = JOBS.c.state == JobState.ACTIVE.value
+    if status == Status.FAILED.value:
+        # the few failed jobs come from their partial index (the value is
+        # inlined: a bound parameter would hide the index from SQLite)
+        return [JOBS.c.id.in_(
+            select(JOBS.c.id).where(JOBS.c.board_id == board_id,
+                                    JOBS.c.state == literal(status, literal_execute=True)))]
+    if status == Status.CANCELLED.value:
+        return [JOBS.c.state == status]
+    if status == Status.RUNNING.value:
+        return [active, JOBS.c.stage % 2 == 1]
+    if status == Status.DONE.value:
+        return [active, JOBS.c.stage == last] if last else [literal(False)]
+    return [active, JOBS.c.stage % 2 == 0] + ([JOBS.c.stage < last] if last else [])
+
+
+STATUSES = [s.value for s in Status]
 
 
 def stage_counts(board_id: int) -> tuple[dict[int, int], int]:
@@ -77,9 +122,10 @@ def board_summary(board_id: int) -> dict[str, Any]:
     }
 
 
-def _job_dict(r: Any) -> dict[str, Any]:
+def _job_dict(r: Any, last: int) -> dict[str, Any]:
     return {"id": r.key, "stage": r.stage, "file": r.filename, "entered_at": r.entered_at,
-            "flagged": bool(r.flagged), "state": r.state, "attempts": r.attempts}
+            "flagged": bool(r.flagged), "state": status_of(r.stage, r.state, last),
+            "attempts": r.attempts}
 
 
 def flagged_jobs(board_id: int, limit: int = 50) -> list[dict[str, Any]]:
@@ -90,7 +136,8 @@ def flagged_jobs(board_id: int, limit: int = 50) -> list[dict[str, Any]]:
                JOBS.c.state == JobState.ACTIVE.value)
         .order_by(JOBS.c.entered_at).limit(limit)).all()
     end_read()
-    return [_job_dict(r) for r in rows]
+    last = last_stage(board_id) if rows else 0
+    return [_job_dict(r, last) for r in rows]
 
 
 def count_flagged_fast(board_id: int) -> int:
@@ -111,26 +158,23 @@ SORTS = {"id": (JOBS.c.id,), "-id": (JOBS.c.id.desc(),),
 def job_table(board_id: int, stage: int | None = None, state: str | None = None,
               key_prefix: str | None = None, sort: str = "id", page: int = 1,
               per_page: int = 50) -> dict[str, Any]:
-    """One page of the job table: filtered, sorted, paginated in SQL."""
+    """One page of the job table: filtered (``state`` is a Status),
+    sorted, paginated in SQL."""
+    last = last_stage(board_id)
     q = select(JOBS.c.key, JOBS.c.stage, JOBS.c.state, JOBS.c.attempts, JOBS.c.entered_at,
                JOBS.c.flagged, JOBS.c.filename, JOBS.c.error).where(JOBS.c.board_id == board_id)
     if stage is not None:
         q = q.where(JOBS.c.stage == stage)
-    if state == JobState.FAILED.value:
-        # the few failed jobs come from their partial index (the value is
-        # inlined: a bound parameter would hide the index from SQLite)
-        q = q.where(JOBS.c.id.in_(
-            select(JOBS.c.id).where(JOBS.c.board_id == board_id,
-                                    JOBS.c.state == literal(state, literal_execute=True))))
-    elif state is not None:
-        q = q.where(JOBS.c.state == state)
+    if state is not None:
+        q = q.where(*_status_filter(board_id, state, last))
     if key_prefix:
         q = q.where(and_(JOBS.c.key >= key_prefix, JOBS.c.key < key_prefix + "\U0010ffff"))
     rows = db.session.execute(q.order_by(*SORTS[sort]).limit(per_page + 1)
                               .offset((page - 1) * per_page)).all()
     end_read()
     return {"page": page, "per_page": per_page, "has_next": len(rows) > per_page,
-            "rows": [{"key": r.key, "stage": r.stage, "state": r.state, "attempts": r.attempts,
+            "rows": [{"key": r.key, "stage": r.stage, "state": status_of(r.stage, r.state, last),
+                      "attempts": r.attempts,
                       "entered_at": r.entered_at, "flagged": bool(r.flagged),
                       "file": r.filename, "error": (r.error or "")[-200:] or None}
                      for r in rows[:per_page]]}
@@ -152,7 +196,8 @@ EVENTS = Event.__table__
 
 
 def board_status(board_id: int) -> dict[str, Any]:
-    """Counts per stage and state, and the workers' health."""
+    """Counts per stage (active jobs: ``counts``; every state: ``by_stage``,
+    not JSON-ready as its keys are ints), per state, and the workers' health."""
     rows = kept_counts(board_id)
     workers = db.session.execute(
         select(WORKERS.c.state, func.count()).where(WORKERS.c.board_id == board_id)
@@ -160,13 +205,16 @@ def board_status(board_id: int) -> dict[str, Any]:
     end_read()
     counts: dict[str, int] = {}
     by_state: dict[str, int] = {}
+    by_stage: dict[int, dict[str, int]] = {}
     for stage, state, n in rows:
         by_state[state] = by_state.get(state, 0) + n
+        by_stage.setdefault(stage, {})[state] = n
         if state == JobState.ACTIVE.value:
             counts[str(stage)] = counts.get(str(stage), 0) + n
     w = dict(workers)
     return {
         "counts": counts,
+        "by_stage": by_stage,
         "total": sum(by_state.values()),
         "failed": by_state.get(JobState.FAILED.value, 0),
         "cancelled": by_state.get(JobState.CANCELLED.value, 0),
@@ -175,26 +223,38 @@ def board_status(board_id: int) -> dict[str, Any]:
     }
 
 
-def _api_job(r: Any) -> dict[str, Any]:
-    return {"key": r.key, "stage": r.stage, "state": r.state, "attempts": r.attempts,
-            "flagged": bool(r.flagged), "entered_at": r.entered_at, "filename": r.filename,
-            "error": r.error}
+def _api_job(r: Any, last: int) -> dict[str, Any]:
+    return {"key": r.key, "stage": r.stage, "state": status_of(r.stage, r.state, last),
+            "attempts": r.attempts, "flagged": bool(r.flagged), "entered_at": r.entered_at,
+            "filename": r.filename, "error": r.error}
+
+
+LIST_EXTRAS = ("payload", "result")
 
 
 def list_jobs(board_id: int, stage: int | None, state: str | None, after: int,
-              limit: int) -> tuple[list[dict[str, Any]], int | None]:
+              limit: int, include: tuple[str, ...] = ()) -> tuple[list[dict[str, Any]], int | None]:
     """A page of jobs in id order, from the cursor ``after`` (keyset paging:
-    as fast on the last page as on the first)."""
+    as fast on the last page as on the first).  ``state`` is a Status;
+    ``include``: any of LIST_EXTRAS, parsed from their JSON."""
+    last = last_stage(board_id)
     q = select(JOBS).where(JOBS.c.board_id == board_id, JOBS.c.id > after)
     if stage is not None:
         q = q.where(JOBS.c.stage == stage)
     if state is not None:
-        q = q.where(JOBS.c.state == state)
+        q = q.where(*_status_filter(board_id, state, last))
     rows = db.session.execute(q.order_by(JOBS.c.id).limit(limit + 1)).all()
     end_read()
     more = len(rows) > limit
     rows = rows[:limit]
-    return [_api_job(r) for r in rows], (rows[-1].id if more else None)
+    jobs = []
+    for r in rows:
+        job = _api_job(r, last)
+        for extra in include:
+            raw = getattr(r, extra)
+            job[extra] = None if raw is None else json.loads(raw)
+        jobs.append(job)
+    return jobs, (rows[-1].id if more else None)
 
 
 def job_detail(board_id: int, key: str) -> dict[str, Any] | None:
@@ -209,21 +269,41 @@ def job_detail(board_id: int, key: str) -> dict[str, Any] | None:
         select(EVENTS.c.kind, EVENTS.c.at, EVENTS.c.stage, EVENTS.c.detail)
         .where(EVENTS.c.job_id == job.id).order_by(EVENTS.c.id)).all()
     end_read()
-    out = _api_job(job)
+    out = _api_job(job, last_stage(board_id))
     out["payload"] = json.loads(job.payload)
     out["result"] = None if job.result is None else json.loads(job.result)
     out["attempts_history"] = [
         {"attempt_id": a.id, "stage": a.stage, "worker": a.worker, "host": a.host,
          "started_at": a.started_at, "ended_at": a.ended_at, "outcome": a.outcome,
-         "exit_code": a.exit_code, "error": a.error,
+         "exit_code": a.exit_code, "error": a.error, "log": a.log,
          "resources": None if a.resources is None else json.loads(a.resources)}
         for a in attempts]
+    out["attempts_per_stage"] = _per_stage(attempts)
     out["events"] = [{"kind": e.kind, "at": e.at, "stage": e.stage,
                       "detail": None if e.detail is None else json.loads(e.detail)}
                      for e in events]
     logs = [a.log for a in attempts if a.log]
     out["log_tail"] = logs[-1] if logs else None
+    # the latest tail at each stage: the next stage's output does not hide it
+    out["log_tails"] = {str(a.stage): a.log for a in attempts if a.log}
     return out
+
+
+def _per_stage(attempts: list[Any]) -> list[dict[str, Any]]:
+    """Claims, failures and losses per stage claimed from: what spends a
+    job's attempts there."""
+    per: dict[int, dict[str, Any]] = {}
+    for a in attempts:
+        row = per.setdefault(a.stage, {"stage": a.stage, "claims": 0, "failures": 0, "lost": 0,
+                                       "done": 0})
+        row["claims"] += 1
+        if a.outcome == Outcome.FAILED.value:
+            row["failures"] += 1
+        elif a.outcome == Outcome.LOST.value:
+            row["lost"] += 1
+        elif a.outcome == Outcome.ADVANCED.value:
+            row["done"] += 1
+    return [per[s] for s in sorted(per)]
 
 
 def list_workers(board_id: int) -> list[dict[str, Any]]:

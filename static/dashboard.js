@@ -28,7 +28,7 @@
     document.getElementById('progress-bar').style.width = d.progress + '%';
     setText('done', d.done); setText('total', d.total);
     setText('per-minute', d.per_minute);
-    setText('eta', d.health === 'done' ? 'done' : J.fmtEta(d.eta_seconds));
+    setText('eta', d.health === 'done' ? 'done' : d.health === 'failed' ? 'nothing left' : J.fmtEta(d.eta_seconds));
     setText('running', d.running); setText('waiting', d.waiting);
     setText('failed', d.failed); setText('flagged', d.flagged);
     setText('alive', d.alive_workers); setText('lost', d.lost_workers);
@@ -44,16 +44,25 @@
   function renderFunnel(d) {
     var body = document.querySelector('#funnel tbody');
     body.textContent = '';
-    var max = Math.max.apply(null, d.stages.map(function (s) { return s.count; }).concat([1]));
+    var max = Math.max.apply(null, d.stages.map(function (s) { return s.count + s.failed + s.cancelled; }).concat([1]));
     d.stages.forEach(function (s) {
       var tr = el('tr', undefined, s.kind);
       tr.setAttribute('data-stage', s.stage);
       var label = cell(tr, s.stage + ' ');
-      label.appendChild(el('small', (s.name ? s.name + ' · ' : '') + s.kind));
-      cell(tr, s.count, 'count');
+      // the name, and the kind where the name does not say it already
+      var words = s.name ? (s.name.toLowerCase() === s.kind ? s.name : s.name + ' · ' + s.kind) : s.kind;
+      label.appendChild(el('small', words));
+      var count = cell(tr, s.count, 'count');
+      if (s.failed) count.appendChild(el('span', s.failed + ' failed', 'funnel-extra failed'));
+      if (s.cancelled) count.appendChild(el('span', s.cancelled + ' cancelled', 'funnel-extra cancelled'));
       var bc = cell(tr, undefined, 'barcell');
       var bar = el('div', undefined, 'bar'); var fill = el('div');
-      fill.style.width = (100 * s.count / max) + '%'; bar.appendChild(fill); bc.appendChild(bar);
+      fill.style.width = (100 * s.count / max) + '%'; bar.appendChild(fill);
+      if (s.failed) {
+        var bad = el('div', undefined, 'failed-part'); bad.style.width = (100 * s.failed / max) + '%';
+        bar.appendChild(bad);
+      }
+      bc.appendChild(bar);
       cell(tr, s.lifetime ? s.lifetime + ' min' : '∞');
       body.appendChild(tr);
     });

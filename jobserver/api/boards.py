@@ -1,12 +1,12 @@
 """Boards: create one (answers its first token), read its status."""
 from __future__ import annotations
 
-from flask import jsonify, request
+from flask import current_app, jsonify, request
 from werkzeug.exceptions import BadRequest
 
-from .. import lifecycle, queries
+from .. import insights, lifecycle, queries
 from . import bp
-from .auth import board_for_request, require_admin
+from .auth import bearer, board_for_request, board_or_admin, is_admin, require_admin
 from .schema import body_object, get
 
 
@@ -31,11 +31,38 @@ def create_board():
     return resp
 
 
+@bp.get("/boards")
+def list_boards():
+    """Every board to the admin token (or to anyone when the server has
+    none); a board's token sees its own board."""
+    boards = lifecycle.list_boards()
+    if not is_admin() and (bearer() is not None or current_app.config.get("ADMIN_TOKEN")):
+        own = board_for_request(None)
+        boards = [b for b in boards if b["id"] == own.id]
+    return jsonify(boards=[{k: v for k, v in b.items() if k != "id"} for b in boards])
+
+
 @bp.get("/boards/<name>")
 def board_summary(name: str):
     board = board_for_request(name)
     status = queries.board_status(board.id)
-    return jsonify(board=board.name, **status, **lifecycle.board_settings(board.id))
+    status.pop("by_stage")
+    return jsonify(board=board.name, **status, **lifecycle.board_settings(board.id),
+                   progress=insights.progress(board.id))
+
+
+@bp.delete("/boards/<name>")
+def delete_board(name: str):
+    """Delete a board and all its jobs (its token or the admin token)."""
+    board = board_or_admin(name)
+    return jsonify(board=board.name, deleted_jobs=lifecycle.delete_board(board.id))
+
+
+@bp.get("/boards/<name>/failures")
+def failures(name: str):
+    """Failed jobs grouped by error: count and first keys of each."""
+    board = board_for_request(name)
+    return jsonify(insights.failure_groups(board.id))
 
 
 @bp.put("/boards/<name>/stages/<int:stage>")

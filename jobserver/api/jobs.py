@@ -8,7 +8,6 @@ from werkzeug.exceptions import BadRequest, NotFound
 
 from .. import lifecycle, queries
 from ..lifecycle import Advance
-from ..models import JobState
 from . import bp
 from .auth import board_for_request
 from .schema import body_items, body_object, get, int_list
@@ -59,9 +58,14 @@ def list_jobs(name: str):
     except ValueError:
         raise BadRequest("stage, cursor and limit must be integers") from None
     state = args.get("state") or None
-    if state is not None and state not in {s.value for s in JobState}:
-        raise BadRequest(f"state must be one of {', '.join(s.value for s in JobState)}")
-    jobs, cursor = queries.list_jobs(board.id, stage, state, after, limit)
+    if state is not None and state not in queries.STATUSES:
+        raise BadRequest(f"state must be one of {', '.join(queries.STATUSES)}")
+    include = tuple(x for x in (args.get("include") or "").split(",") if x)
+    unknown = set(include) - set(queries.LIST_EXTRAS)
+    if unknown:
+        raise BadRequest(f"include takes {', '.join(queries.LIST_EXTRAS)} (comma-separated), "
+                         f"not {', '.join(sorted(unknown))}")
+    jobs, cursor = queries.list_jobs(board.id, stage, state, after, limit, include)
     return jsonify(jobs=jobs, next_cursor=cursor)
 
 

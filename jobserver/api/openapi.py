@@ -5,6 +5,8 @@ from typing import Any
 
 from flask import jsonify
 
+from ..models import Status
+
 
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
@@ -44,6 +46,8 @@ def _obj(props: dict[str, Any], required: list[str] | None = None) -> dict[str, 
     return out
 
 
+STATES = [s.value for s in Status]
+HEALTH = ("idle", "healthy", "attention", "stalled", "done", "failed")
 INT = {"type": "integer"}
 NUM = {"type": "number"}
 STR = {"type": "string"}
@@ -56,8 +60,7 @@ SCHEMAS = {
                     "stage": {"type": "integer", "minimum": 0}}, ["key"]),
     "ClaimedJob": _obj({"key": STR, "payload": ANY, "stage": INT, "attempt_id": INT,
                         "attempt": INT}),
-    "Job": _obj({"key": STR, "stage": INT, "state": {"type": "string",
-                                                     "enum": ["active", "failed", "cancelled"]},
+    "Job": _obj({"key": STR, "stage": INT, "state": {"type": "string", "enum": STATES},
                  "attempts": INT, "flagged": {"type": "boolean"}, "entered_at": NUM,
                  "filename": {"type": "string", "nullable": True},
                  "error": {"type": "string", "nullable": True}}),
@@ -83,7 +86,19 @@ PATHS: dict[str, Any] = {
                     "max_attempts": {"type": "integer", "minimum": 1},
                     "auto_requeue": {"type": "boolean"}, "token_name": STR}, ["name"])),
         secured=False)},
-    "/boards/{name}": {"get": _op(
+    "/boards": {"get": _op(
+        "List boards: all of them with the admin token (or on a server without one), "
+        "a board token's own otherwise",
+        _ok(_obj({"boards": {"type": "array", "items": _obj(
+            {"name": STR, "classic": {"type": "boolean"}, "created_at": NUM, "jobs": INT})}})),
+        secured=False)},
+    "/boards/{name}/failures": {"get": _op(
+        "Failed jobs grouped by the last line of their error, biggest groups first",
+        _ok(_obj({"total": INT, "more_groups": INT, "groups": {"type": "array", "items": _obj(
+            {"error": STR, "count": INT, "keys": {"type": "array", "items": STR}})}})))},
+    "/boards/{name}": {"delete": _op(
+        "Delete a board with all its jobs (its token or the admin token)",
+        _ok(_obj({"board": STR, "deleted_jobs": INT}))), "get": _op(
         "Board status: counts per stage, failed jobs, workers",
         _ok(_obj({"board": STR, "counts": {"type": "object",
                                            "additionalProperties": INT},
@@ -92,7 +107,13 @@ PATHS: dict[str, Any] = {
                   "auto_requeue": {"type": "boolean"},
                   "stages": {"type": "array", "items": _obj(
                       {"stage": INT, "lifetime": NUM,
-                       "name": {"type": "string", "nullable": True}})}})))},
+                       "name": {"type": "string", "nullable": True}})},
+                  "progress": _obj({
+                      "total": INT, "done": INT, "waiting": INT, "running": INT, "failed": INT,
+                      "cancelled": INT, "flagged": INT, "per_minute": NUM,
+                      "eta_seconds": {"type": "number", "nullable": True}, "progress": NUM,
+                      "health": {"type": "string", "enum": list(HEALTH)},
+                      "health_reason": STR})})))},
     "/boards/{name}/jobs": {
         "post": _op("Push jobs (JSON array or JSON lines, gzip accepted; idempotent by key)",
                     _ok(_obj({"created": INT, "existing": INT})),
@@ -101,7 +122,11 @@ PATHS: dict[str, Any] = {
                    _ok(_obj({"jobs": {"type": "array", "items": _ref("Job")},
                              "next_cursor": {"type": "integer", "nullable": True}})),
                    params=[{"name": n, "in": "query", "required": False, "schema": s}
-                           for n, s in [("stage", INT), ("state", STR), ("cursor", INT),
+                           for n, s in [("stage", INT),
+                                        ("state", {"type": "string", "enum": STATES}),
+                                        ("include", {"type": "string",
+                                                     "description": "payload,result"}),
+                                        ("cursor", INT),
                                         ("limit", {"type": "integer", "minimum": 1,
                                                    "maximum": 1000})]])},
     "/boards/{name}/jobs/{key}": {"get": _op(
@@ -145,6 +170,8 @@ PATHS: dict[str, Any] = {
                   "lost": {"type": "array", "items": INT}})),
         _body(_obj({"worker": STR, "host": STR, "pid": INT,
                     "running": {"type": "array", "items": INT},
+                    "logs": {"type": "object", "additionalProperties": STR,
+                             "description": "attempt id -> the tail of its output so far"},
                     "samples": {"type": "object", "additionalProperties": {"type": "object"}},
                     "resources": {"type": "object"}, "stopped": {"type": "boolean"}},
                    ["worker"])))},

@@ -20,11 +20,16 @@ def heartbeat(name: str):
         samples = {int(k): v for k, v in samples_in.items() if isinstance(v, dict)}
     except ValueError:
         raise BadRequest("'samples' keys must be attempt ids") from None
+    logs_in = get(data, "logs", dict, default={})
+    try:
+        logs = {int(k): v for k, v in logs_in.items() if isinstance(v, str)}
+    except ValueError:
+        raise BadRequest("'logs' keys must be attempt ids") from None
     answer = lifecycle.heartbeat(
         board.id, get(data, "worker", str), running, samples,
         host=get(data, "host", str, default=None), pid=get(data, "pid", int, default=None),
         resources=get(data, "resources", dict, default=None),
-        stopped=get(data, "stopped", bool, default=False))
+        stopped=get(data, "stopped", bool, default=False), logs=logs)
     return jsonify(answer)
 
 

@@ -65,13 +65,13 @@ def _require_open(found: dict[int, Any], ids: Sequence[int]) -> None:
 _ADVANCE_JOB = (
     update(JOBS).where(JOBS.c.id == bindparam("job"))
     .values(stage=bindparam("to_stage"), entered_at=bindparam("now"), flagged=False,
-            heartbeat_at=None, result=bindparam("new_result"))
+            heartbeat_at=None, result=bindparam("new_result"), attempts=0)
 )
 _ADVANCE_JOB_FILE = _ADVANCE_JOB.values(filename=bindparam("new_filename"))
 _ADVANCE_JOBS = (
     update(JOBS).where(JOBS.c.id.in_(bindparam("jobs", expanding=True)))
     .values(stage=bindparam("to_stage"), entered_at=bindparam("now"), flagged=False,
-            heartbeat_at=None, result=None)
+            heartbeat_at=None, result=None, attempts=0)
 )
 _END_ATTEMPTS = (
     update(ATTEMPTS).where(ATTEMPTS.c.id.in_(bindparam("attempts", expanding=True)))
@@ -87,7 +87,8 @@ _KEEP_LOG = (
 
 
 def advance(board_id: int, items: Sequence[Advance]) -> dict[str, int]:
-    """Report claimed jobs done with their stage: all of them or none."""
+    """Report claimed jobs done with their stage: all of them or none.  A
+    success starts the next stage's attempt budget afresh."""
     if not items:
         return {"advanced": 0, "cancelled": 0}
     ids = [i.attempt_id for i in items]
@@ -140,8 +141,9 @@ def advance(board_id: int, items: Sequence[Advance]) -> dict[str, int]:
 def fail(board_id: int, attempt_id: int, error: str, exit_code: int | None = None,
          log: str | None = None) -> str:
     """A claimed job failed: back to its stage for another try, or failed for
-    good once it has used the board's max_attempts.  Returns "requeued",
-    "failed" or "cancelled"."""
+    good once it has used the board's max_attempts at that stage (it then
+    stays at the stage it was claimed from).  Returns "requeued", "failed"
+    or "cancelled"."""
     now = time.time()
     error = (error or "")[-MAX_ERROR:]
     with write_transaction(_engine()) as conn:
@@ -156,8 +158,9 @@ def fail(board_id: int, attempt_id: int, error: str, exit_code: int | None = Non
         elif a.attempts >= max_attempts:
             outcome = "failed"
             conn.execute(update(JOBS).where(JOBS.c.id == a.job_id).values(
-                state=JobState.FAILED.value, error=error, heartbeat_at=None, entered_at=now))
-            tally.move(board_id, 1, (a.job_stage, ACTIVE), (a.job_stage, JobState.FAILED.value))
+                stage=a.stage, state=JobState.FAILED.value, error=error, heartbeat_at=None,
+                entered_at=now, flagged=False))
+            tally.move(board_id, 1, (a.job_stage, ACTIVE), (a.stage, JobState.FAILED.value))
         else:
             outcome = "requeued"
             conn.execute(update(JOBS).where(JOBS.c.id == a.job_id).values(
@@ -241,11 +244,13 @@ _KEEP_ALIVE = (
 def heartbeat(board_id: int, worker: str, running: Sequence[int] = (),
               samples: dict[int, dict[str, Any]] | None = None, host: str | None = None,
               pid: int | None = None, resources: dict[str, Any] | None = None,
-              stopped: bool = False) -> dict[str, list[int]]:
+              stopped: bool = False,
+              logs: dict[int, str] | None = None) -> dict[str, list[int]]:
     """A worker says it is alive: its leased jobs' lifetimes start again now.
     Answers which of its ``running`` attempts it must stop: ``cancelled``
     (the job was cancelled) and ``lost`` (the attempt ended without it,
-    e.g. requeued after a silence)."""
+    e.g. requeued after a silence).  ``logs``: the output tails of running
+    attempts, kept with them so that a page shows them while the job runs."""
     now = time.time()
     samples = samples or {}
     with write_transaction(_engine()) as conn:
@@ -256,7 +261,12 @@ def heartbeat(board_id: int, worker: str, running: Sequence[int] = (),
             conn.execute(update(WORKERS).where(WORKERS.c.board_id == board_id,
                                                WORKERS.c.name == worker)
                          .values(state=WorkerState.STOPPED.value))
-        found = _open_attempts(conn, board_id, running) if running else {}
+        asked = set(running) | set(logs or ())
+        found = _open_attempts(conn, board_id, asked) if asked else {}
+        tails = [{"attempt": a, "tail": t[-MAX_LOG:]} for a, t in (logs or {}).items()
+                 if a in found and found[a].worker == worker]
+        if tails:
+            conn.execute(_KEEP_LOG, tails)
         if samples:
             rows = [{"attempt": a, "sample": json.dumps(s)} for a, s in samples.items()
                     if a in found]

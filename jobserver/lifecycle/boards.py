@@ -9,7 +9,7 @@ import time
 from typing import Any, Sequence
 
 from flask import current_app
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, bindparam, delete, func, select, update
 
 from .. import live
 from ..dialect import insert_ignore, write_transaction
@@ -109,6 +109,11 @@ def set_lifetimes_if_unset(board_id: int, minutes: Sequence[float]) -> dict[int,
     _check_minutes(minutes)
     with write_transaction(_engine()) as conn:
         if not _lifetimes(conn, board_id):
+            if len(minutes) % 2 == 0:
+                raise LifecycleError(
+                    f"{len(minutes)} lifetimes end on stage {len(minutes) - 1}, a running (odd) "
+                    "stage, where no job could ever finish: give an odd number, e.g. "
+                    "/init/0/30/0")
             conn.execute(STAGES.insert(), [
                 {"board_id": board_id, "number": i, "lifetime": float(m)}
                 for i, m in enumerate(minutes)])
@@ -167,20 +172,15 @@ def create_board(name: str, lifetimes_min: Sequence[float] | None = None,
                              "choose another")
     if max_attempts < 1:
         raise LifecycleError("max_attempts must be at least 1")
-    lts = list(lifetimes_min or [])
-    names = list(stage_names or [])
-    if lts:
-        _check_minutes(lts)
-    if names and lts and len(names) != len(lts):
-        raise LifecycleError(f"{len(names)} stage names for {len(lts)} lifetimes")
-    n_stages = max(len(lts), len(names))
+    lts, names = _stages_of(list(lifetimes_min or []), list(stage_names or []))
+    n_stages = len(lts)
     with write_transaction(_engine()) as conn:
         if conn.execute(select(BOARDS.c.id).where(BOARDS.c.name == name)).first():
             raise Conflict(f"a board named {name!r} exists already")
         board_id = conn.execute(BOARDS.insert().values(
             name=name, jobix=None, created_at=time.time(), auto_requeue=auto_requeue,
             max_attempts=max_attempts).returning(BOARDS.c.id)).scalar_one()
-        if n_stages:
+        if n_stages:  # always: _stages_of gives at least three
             conn.execute(STAGES.insert(), [
                 {"board_id": board_id, "number": i,
                  "lifetime": float(lts[i]) if i < len(lts) else 0.0,
@@ -188,6 +188,63 @@ def create_board(name: str, lifetimes_min: Sequence[float] | None = None,
                 for i in range(n_stages)])
     log.info("created board %s", name)
     return BoardRef(board_id, name, None)
+
+
+DEFAULT_RUNNING_LIFETIME = 30.0  # minutes a running stage gets when none is given
+
+
+def _stages_of(lts: list[float], names: list[str]) -> tuple[list[float], list[str]]:
+    """Check a new board's stages and fill in the defaults: no lifetimes
+    means waiting, running (30 minutes since the last heartbeat), done; the
+    stages must end on an even (resting) stage, or no job could ever be done."""
+    if lts:
+        _check_minutes(lts)
+    if names and lts and len(names) != len(lts):
+        raise LifecycleError(f"{len(names)} stage names for {len(lts)} lifetimes: "
+                             "give one name per stage")
+    n = max(len(lts), len(names)) or 3
+    if n % 2 == 0:
+        raise LifecycleError(
+            f"{n} stages end on stage {n - 1}, a running (odd) stage, where no job could "
+            "ever finish: give an odd number of stages, e.g. lifetimes 0/30/0 "
+            "(waiting, running for at most 30 minutes, done)")
+    if not lts:
+        lts = [DEFAULT_RUNNING_LIFETIME if i % 2 else 0.0 for i in range(n)]
+    return lts, names
+
+
+def delete_board(board_id: int) -> int:
+    """Delete a board with everything it holds.  Returns its number of jobs."""
+    from .common import ATTEMPTS, EVENTS, JOBS, WORKERS
+    from .counters import COUNTS, THROUGHPUT
+
+    with write_transaction(_engine()) as conn:
+        jobs = conn.execute(select(func.coalesce(func.sum(COUNTS.c.n), 0))
+                            .where(COUNTS.c.board_id == board_id)).scalar_one()
+        # children first: the same on SQLite and PostgreSQL, with or
+        # without the foreign keys' ON DELETE CASCADE being enforced
+        for table in (ATTEMPTS, EVENTS, JOBS, WORKERS, TOKENS, STAGES, COUNTS, THROUGHPUT):
+            conn.execute(delete(table).where(table.c.board_id == board_id))
+        conn.execute(delete(BOARDS).where(BOARDS.c.id == board_id))
+    current_app.extensions.get("jobserver_boards", {}).clear()
+    current_app.extensions.get("jobserver_tokens", {}).clear()
+    live.mark_dirty(board_id)
+    log.info("deleted board %d (%d jobs)", board_id, jobs)
+    return int(jobs)
+
+
+def list_boards() -> list[dict[str, Any]]:
+    """Every board: name, kind, creation time, jobs (from the kept counters)."""
+    from .counters import COUNTS
+
+    jobs = (select(func.coalesce(func.sum(COUNTS.c.n), 0))
+            .where(COUNTS.c.board_id == BOARDS.c.id).scalar_subquery())
+    with _engine().connect() as conn:
+        rows = conn.execute(select(BOARDS.c.id, BOARDS.c.name, BOARDS.c.jobix,
+                                   BOARDS.c.created_at, jobs.label("jobs"))
+                            .order_by(BOARDS.c.id)).all()
+    return [{"id": r.id, "name": r.name, "classic": r.jobix is not None,
+             "created_at": r.created_at, "jobs": int(r.jobs)} for r in rows]
 
 
 def issue_token(board_id: int, name: str = "default") -> str:

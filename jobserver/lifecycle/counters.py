@@ -19,7 +19,8 @@ THROUGHPUT = Throughput.__table__
 @functools.lru_cache(maxsize=4)
 def _statements(dialect_name: str) -> tuple[Any, Any]:
     return (add_to_counters(COUNTS, ["board_id", "stage", "state"], dialect_name),
-            add_to_counters(THROUGHPUT, ["board_id", "stage", "minute"], dialect_name))
+            add_to_counters(THROUGHPUT, ["board_id", "stage", "minute"], dialect_name,
+                            latest=("last_at",)))
 
 
 class Tally:
@@ -50,7 +51,8 @@ class Tally:
         if rows:
             conn.execute(counts_stmt, rows)
         minute = int(now // 60)
-        rows = [{"board_id": b, "stage": s, "minute": minute, "n": n}
+        rows = [{"board_id": b, "stage": s, "minute": minute, "n": n, "first_at": now,
+                 "last_at": now}
                 for (b, s), n in self.reached.items() if n]
         if rows:
             conn.execute(throughput_stmt, rows)

@@ -40,11 +40,15 @@ _JOB_STAGE = select(JOBS.c.stage, JOBS.c.state).where(JOBS.c.board_id == bindpar
 _NEW_ATTEMPT = ATTEMPTS.insert().returning(ATTEMPTS.c.id)
 _NEW_ATTEMPTS = ATTEMPTS.insert().returning(ATTEMPTS.c.id, ATTEMPTS.c.job_id)
 
-@functools.lru_cache(maxsize=4)
-def _update_statement(with_filename: bool, with_payload: bool) -> Any:
-    """The classic report's UPDATE, built once per combination of fields."""
+@functools.lru_cache(maxsize=8)
+def _update_statement(with_filename: bool, with_payload: bool, forward: bool) -> Any:
+    """The classic report's UPDATE, built once per combination of fields.
+    A move ``forward`` (to a higher stage) is a success: the job's attempt
+    budget starts afresh at its new stage."""
     values: dict[str, Any] = {"stage": bindparam("to_stage"), "entered_at": bindparam("now"),
                               "flagged": False, "state": ACTIVE}
+    if forward:
+        values["attempts"] = 0
     if with_filename:
         values["filename"] = bindparam("new_filename")
     if with_payload:
@@ -143,8 +147,9 @@ def update_job(board_id: int, key: str, stage: int, filename: str | None = None,
     _check_stages(None, board_id, stage)
     with write_transaction(_engine()) as conn:
         before = conn.execute(_JOB_STAGE, {"b": board_id, "k": key}).first()
-        job_id = conn.execute(_update_statement(filename is not None, payload is not None),
-                              params).scalar()
+        forward = before is not None and stage > before.stage
+        job_id = conn.execute(_update_statement(filename is not None, payload is not None,
+                                                forward), params).scalar()
         if job_id is None or before is None:
             _check_stages(conn, board_id, stage)
             raise NotFound(f"no job {key} in this job list")

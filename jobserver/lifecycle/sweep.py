@@ -85,8 +85,9 @@ def _flag_overdue(conn: Connection, now: float, board_id: int | None) -> list[An
 
 
 def _auto_requeue(conn: Connection, flagged: list[Any], now: float) -> tuple[int, int]:
-    """Send flagged jobs at odd stages back one stage, or fail them once they
-    used up their board's attempts.  Returns (requeued, failed)."""
+    """Send flagged jobs at odd stages back one stage, or fail them there
+    once they used up their board's attempts at that stage.  Returns
+    (requeued, failed)."""
     odd = [r for r in flagged if r.stage % 2 == 1]
     if not odd:
         return 0, 0
@@ -109,19 +110,20 @@ def _auto_requeue(conn: Connection, flagged: list[Any], now: float) -> tuple[int
                      .values(stage=stage - 1, flagged=False, entered_at=now, heartbeat_at=None))
         for r in rows:
             tally.move(r.board_id, 1, (stage, ACTIVE), (stage - 1, ACTIVE))
-    for r in fail:
-        tally.move(r.board_id, 1, (r.stage, ACTIVE), (r.stage, JobState.FAILED.value))
+    for r in fail:  # failed for good at the stage it was claimed from
+        tally.move(r.board_id, 1, (r.stage, ACTIVE), (r.stage - 1, JobState.FAILED.value))
     tally.apply(conn, now)
-    if fail:
-        conn.execute(update(JOBS).where(JOBS.c.id.in_([r.id for r in fail]))
-                     .values(state=JobState.FAILED.value, heartbeat_at=None,
+    for stage in {r.stage for r in fail}:
+        conn.execute(update(JOBS).where(JOBS.c.id.in_([r.id for r in fail if r.stage == stage]))
+                     .values(state=JobState.FAILED.value, heartbeat_at=None, stage=stage - 1,
+                             flagged=False, entered_at=now,
                              error="lost: its worker went silent for longer than the lifetime"))
     moved = [r for rows in requeue.values() for r in rows]
     _close_attempts(conn, [r.id for r in moved + fail], now, Outcome.LOST)
     events = [_event(r.board_id, EventKind.REQUEUED, now, job_id=r.id, stage=r.stage - 1,
                      detail={"reason": "lifetime exceeded", "attempts": r.attempts})
               for r in moved]
-    events += [_event(r.board_id, EventKind.FAILED, now, job_id=r.id, stage=r.stage,
+    events += [_event(r.board_id, EventKind.FAILED, now, job_id=r.id, stage=r.stage - 1,
                       detail={"reason": "lifetime exceeded", "attempts": r.attempts})
                for r in fail]
     if events:

@@ -104,7 +104,7 @@ def test_job_detail_shows_attempts_error_and_log(server, page):
     assert "<script>alert(1)</script>" in page.inner_text("#payload")  # shown, not run
     assert page.locator("#attempts tbody tr").count() == 1
     assert "failed" in page.inner_text("#attempts") and "2" in page.inner_text("#attempts")
-    assert "residual nan" in page.inner_text("#log")
+    assert "residual nan" in page.inner_text(".log")
     assert "requeued" in page.inner_text("#timeline")
     page.screenshot(path=str(artifacts_dir() / "dashboard_job.png"), full_page=True)
 

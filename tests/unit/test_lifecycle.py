@@ -87,9 +87,9 @@ def test_declared_stages_bound_claims_pushes_and_updates(app):
 
 def test_init_does_not_overwrite(app):
     b = lifecycle.ensure_board(7)
-    assert lifecycle.set_lifetimes_if_unset(b.id, [1, 2]) == {0: 1.0, 1: 2.0}
-    assert lifecycle.set_lifetimes_if_unset(b.id, [9, 9, 9]) == {0: 1.0, 1: 2.0}
-    assert lifecycle.set_lifetime(b.id, 1, 0.5) == {0: 1.0, 1: 0.5}
+    assert lifecycle.set_lifetimes_if_unset(b.id, [1, 2, 0]) == {0: 1.0, 1: 2.0, 2: 0.0}
+    assert lifecycle.set_lifetimes_if_unset(b.id, [9, 9, 9]) == {0: 1.0, 1: 2.0, 2: 0.0}
+    assert lifecycle.set_lifetime(b.id, 1, 0.5) == {0: 1.0, 1: 0.5, 2: 0.0}
 
 
 def test_boards_are_isolated(app):
@@ -114,7 +114,7 @@ def test_sweep_flags_requeues_then_fails_after_max_attempts(app):
             assert (job.stage, job.state, job.flagged) == (0, "active", False)
         else:
             assert result == lifecycle.SweepResult(1, 0, 1)
-            assert (job.stage, job.state) == (1, "failed")
+            assert (job.stage, job.state) == (0, "failed")  # at the stage it was claimed from
     outcomes = db.session.execute(select(Attempt.outcome)).scalars().all()
     assert outcomes == ["lost", "lost", "lost"]
     assert lifecycle.claim(b.id, 0) == []
