@@ -194,7 +194,7 @@ def boards_overview(board_ids: Iterable[int] | None = None) -> list[dict[str, An
         o = overview(b.id)
         o.pop("stages")
         o.pop("flagged_jobs")
-        out.append({"name": b.name, "classic": b.jobix is not None, **o})
+        out.append({"id": b.id, "name": b.name, "classic": b.jobix is not None, **o})
     return out
 
 

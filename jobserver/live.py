@@ -94,7 +94,11 @@ class Broadcaster:
                     socketio.emit("dashboard", insights.live_payload(board_id),
                                   to=dashboard_room(board_id))
             if _watched(HOME_ROOM):  # the changed boards' rows only
-                socketio.emit("boards", insights.boards_overview(dirty), to=HOME_ROOM)
+                rows = insights.boards_overview(dirty)
+                socketio.emit("boards", rows, to=HOME_ROOM)
+                gone = dirty - {r["id"] for r in rows}
+                if gone:  # deleted boards leave the home page
+                    socketio.emit("boards_gone", sorted(gone), to=HOME_ROOM)
 
 
 def _watched(room: str) -> bool:

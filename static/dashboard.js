@@ -173,7 +173,9 @@
           t.rows.forEach(function (j) {
             var tr = el('tr', undefined, (j.flagged ? 'flagged ' : '') + j.state);
             var td = cell(tr); td.appendChild(jobLink(board, j.key));
-            cell(tr, j.stage); cell(tr, j.state); cell(tr, j.attempts);
+            cell(tr, j.stage); cell(tr, j.state);
+            // attempts spent at the current stage: none for a done or cancelled job
+            cell(tr, ['waiting', 'running', 'failed'].indexOf(j.state) >= 0 ? j.attempts : '');
             var t2 = cell(tr, J.fmtTime(j.entered_at), 'time'); t2.setAttribute('data-t', j.entered_at);
             cell(tr, j.error || j.file || '');
             body.appendChild(tr);

@@ -171,6 +171,7 @@
       boards.forEach(function (b) {
         var tr = el('tr');
         tr.setAttribute('data-board', b.name);
+        tr.setAttribute('data-id', b.id);
         var link = el('a', b.name);
         link.href = '/boards/' + encodeURIComponent(b.name);
         var td = el('td'); td.appendChild(link); tr.appendChild(td);
@@ -193,6 +194,12 @@
         var empty = body.querySelector('tr:not([data-board])');  // "no job lists yet"
         if (empty) empty.remove();
         body.appendChild(tr);
+      });
+    });
+    socket.on('boards_gone', function (ids) {
+      ids.forEach(function (id) {
+        var row = document.querySelector('#boards tr[data-id="' + Number(id) + '"]');
+        if (row) row.remove();
       });
     });
   };
