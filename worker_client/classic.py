@@ -5,41 +5,40 @@ original worker scripts used them, plus push and init."""
 from __future__ import annotations
 
 import json
-import time
-import urllib.error
-import urllib.request
 import zlib
 from typing import Any
+
+import requests
+
+from .transport import PATIENT, Unavailable, check_url, session, short_reason
 
 
 class ClassicClient:
     def __init__(self, url: str, jobix: int, timeout: float = 60.0,
-                 retry_for: float = 600.0) -> None:
-        self.url = url.rstrip("/")
+                 retry_for: float = PATIENT) -> None:
+        self.url = check_url(url)
         self.jobix = int(jobix)
         self.timeout = timeout
         self.retry_for = retry_for
+        self._session = session(retry_for)  # the one retry policy (transport.py)
 
     def _call(self, path: str, body: Any = None) -> bytes:
         data = None if body is None else zlib.compress(json.dumps(body).encode())
-        deadline = time.monotonic() + self.retry_for
-        delay = 0.25
-        while True:
-            req = urllib.request.Request(self.url + path, data=data,
-                                         headers={"jobix": str(self.jobix)})
-            try:
-                with urllib.request.urlopen(req, timeout=self.timeout) as res:
-                    return res.read()
-            except urllib.error.HTTPError as exc:
-                if exc.code < 500:
-                    raise RuntimeError(f"{path}: HTTP {exc.code}: {exc.read()[:300]!r}") from None
-                problem = f"HTTP {exc.code}"
-            except OSError as exc:
-                problem = str(exc)
-            if time.monotonic() + delay > deadline:
-                raise RuntimeError(f"{path}: {problem} (gave up after {self.retry_for:.0f} s)")
-            time.sleep(delay)
-            delay = min(delay * 2, 10.0)
+        try:
+            resp = self._session.request("GET" if data is None else "POST", self.url + path,
+                                         data=data, headers={"jobix": str(self.jobix)},
+                                         timeout=self.timeout)
+        except requests.RequestException as exc:
+            reason = short_reason(exc)
+            raise Unavailable(f"{path}: cannot reach the server at {self.url} ({reason}; gave up "
+                              f"after {self.retry_for:g} s)", self.url, reason) from None
+        if resp.status_code >= 500:
+            raise Unavailable(f"{path}: HTTP {resp.status_code} (gave up after "
+                              f"{self.retry_for:g} s)", self.url, f"HTTP {resp.status_code}",
+                              reached=True)
+        if resp.status_code >= 400:
+            raise RuntimeError(f"{path}: HTTP {resp.status_code}: {resp.content[:300]!r}")
+        return resp.content
 
     def init(self, *minutes: float) -> dict[str, float]:
         return json.loads(self._call("/init/" + "/".join(str(m) for m in minutes)))

@@ -5,27 +5,55 @@ JOBSERVER_TOKEN (and JOBSERVER_JOBIX for the classic protocol).
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sys
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import click
 
 from .client import ApiError, Client, Unavailable
+from .transport import BRISK, BRISK_CONNECT, check_url
+
+
+class BadUsage(click.ClickException):
+    """A usage mistake told in one line (exit 2, as click's usage errors)."""
+    exit_code = 2
 
 
 class Ctx:
     def __init__(self, url: str | None, board: str | None, token: str | None) -> None:
         self.url, self.board, self.token = url, board, token
 
-    def client(self) -> Client:
+    def checked_url(self) -> str:
+        if not self.url:
+            raise click.UsageError("missing --url/JOBSERVER_URL")
+        try:
+            return check_url(self.url)
+        except ValueError:
+            raise BadUsage(f"--url must start with http:// or https://, "
+                           f"got {self.url!r}") from None
+
+    def client(self, patient: bool = False) -> Client:
+        """A client for this board.  ``patient`` (workers): connection
+        errors and 5xx are retried for 10 minutes; otherwise (a person at a
+        terminal) for a few seconds, then one line says what to check."""
+        if self.url:
+            self.checked_url()
         missing = [n for n, v in (("--url/JOBSERVER_URL", self.url),
                                   ("--board/JOBSERVER_BOARD", self.board),
                                   ("--token/JOBSERVER_TOKEN", self.token)) if not v]
         if missing:
             raise click.UsageError("missing " + ", ".join(missing))
-        return Client(self.url, self.board, self.token)  # type: ignore[arg-type]
+        url = self.checked_url()
+        if patient:
+            client = Client(url, self.board, self.token)  # type: ignore[arg-type]
+        else:
+            client = Client(url, self.board, self.token,  # type: ignore[arg-type]
+                            retry_for=BRISK, connect_timeout=BRISK_CONNECT)
+        click.get_current_context().call_on_close(client.close)
+        return client
 
 
 @click.group(help=__doc__)
@@ -38,23 +66,40 @@ def main(ctx: click.Context, url: str | None, board: str | None, token: str | No
          verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s")
-    if not verbose:
-        logging.getLogger("urllib3").setLevel(logging.WARNING)
+    if not verbose:  # our own retry lines say it better (transport.Patience)
+        logging.getLogger("urllib3").setLevel(logging.ERROR)
     ctx.obj = Ctx(url, board, token)
 
 
-def _fail_cleanly(fn):
+def explain(exc: ApiError | Unavailable) -> str:
+    """One line: what went wrong and what to check."""
+    if isinstance(exc, Unavailable):
+        if exc.reached:
+            return (f"the server at {exc.url} keeps failing ({exc.reason}): "
+                    f"see the server's log")
+        running = "" if exc.reason == "host name not found" else " is it running?"
+        return (f"cannot reach the server at {exc.url} ({exc.reason}):{running} "
+                f"check --url/JOBSERVER_URL")
+    if exc.status == 401:
+        return (f"the server refused the token ({exc.message}): "
+                f"check --token/JOBSERVER_TOKEN")
+    if exc.status == 403:
+        return f"{exc.message}: check --board/JOBSERVER_BOARD and --token/JOBSERVER_TOKEN"
+    if exc.status == 404 and exc.message.startswith("The requested URL was not found"):
+        return (f"no jobserver API at {exc.url} (404): check --url/JOBSERVER_URL "
+                f"(the server's address, e.g. http://host:5000)")
+    return exc.message if exc.status == 404 else f"{exc.message} ({exc.status} {exc.error})"
+
+
+def _fail_cleanly(fn: Callable[..., Any]) -> Callable[..., Any]:
     """API and connection errors: one line, exit 1."""
-    import functools
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except ApiError as exc:
-            raise click.ClickException(str(exc)) from None
-        except Unavailable as exc:
-            raise click.ClickException(f"server unavailable: {exc}") from None
+        except (ApiError, Unavailable) as exc:
+            raise click.ClickException(explain(exc)) from None
     return wrapper
 
 
@@ -96,9 +141,9 @@ def run(obj: Ctx, stage: int, to_stage: int | None, parallel: int, batch: int | 
 
         if jobix is None or not obj.url:
             raise click.UsageError("--classic needs --url and --jobix (or JOBSERVER_JOBIX)")
-        source: Any = ClassicSource(ClassicClient(obj.url, jobix), opts)
+        source: Any = ClassicSource(ClassicClient(obj.checked_url(), jobix), opts)
     else:
-        source = ApiSource(obj.client(), opts)
+        source = ApiSource(obj.client(patient=True), opts)
     runner = Runner(source, opts)
     runner.install_signals()
     stats = runner.run()
@@ -202,9 +247,7 @@ def bench(obj: Ctx, n_jobs: int, clients: int, batch: int) -> None:
     the single-job loop against --url on a fresh board of its own."""
     from .bench import run_bench
 
-    if not obj.url:
-        raise click.UsageError("--url (or JOBSERVER_URL) is required")
-    for line in run_bench(obj.url, n_jobs, clients, batch):
+    for line in run_bench(obj.checked_url(), n_jobs, clients, batch):
         click.echo(line)
 
 

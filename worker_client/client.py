@@ -1,8 +1,9 @@
 """Client: typed methods over the jobserver JSON API, with retries.
 
 Connection errors and 5xx answers are retried with exponential backoff for
-up to ``retry_for`` seconds (a server restart or an outage of a minute never
-kills a worker); a 4xx answer raises :class:`ApiError` at once.
+up to ``retry_for`` seconds (see :mod:`.transport`: ten minutes by default,
+so a server restart or an outage never kills a worker; a command a person
+types passes a few seconds); a 4xx answer raises :class:`ApiError` at once.
 """
 from __future__ import annotations
 
@@ -16,25 +17,16 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Sequence
+from urllib.parse import quote
 
 import requests
 
+from .transport import PATIENT, ApiError, Unavailable, check_url, retried, session, short_reason
+
 log = logging.getLogger(__name__)
 
-
-class ApiError(Exception):
-    """The server refused a request (4xx): retrying would not help."""
-
-    def __init__(self, status: int, error: str, message: str, details: Any = None) -> None:
-        super().__init__(f"{status} {error}: {message}")
-        self.status = status
-        self.error = error
-        self.message = message
-        self.details = details
-
-
-class Unavailable(Exception):
-    """The server could not be reached (or kept failing) for retry_for seconds."""
+LOG_TAIL = 16_000  # characters of a job's output the server keeps
+__all__ = ["ApiError", "Client", "Job", "JobIterator", "Unavailable"]
 
 
 @dataclass
@@ -55,13 +47,15 @@ class Client:
     """One board of a jobserver, as seen by a worker or a master."""
 
     def __init__(self, url: str, board: str, token: str, worker: str | None = None,
-                 timeout: float = 60.0, retry_for: float = 600.0) -> None:
-        self.url = url.rstrip("/")
+                 timeout: float = 60.0, retry_for: float = PATIENT,
+                 connect_timeout: float | None = None) -> None:
+        self.url = check_url(url)
         self.board = board
         self.worker = worker or default_worker_id()
         self.timeout = timeout
         self.retry_for = retry_for
-        self._session = requests.Session()
+        self.connect_timeout = timeout if connect_timeout is None else connect_timeout
+        self._session = session(retry_for)
         self._session.headers["Authorization"] = f"Bearer {token}"
         self._lock = threading.Lock()  # requests.Session is not thread-safe
         self._running: dict[int, Job] = {}
@@ -72,34 +66,34 @@ class Client:
                  headers: dict[str, str] | None = None, params: dict[str, Any] | None = None,
                  conflict_ok_on_retry: bool = False) -> Any:
         url = f"{self.url}/api/v1/boards/{self.board}{path}"
-        deadline = time.monotonic() + self.retry_for
-        delay = 0.25
-        tries = 0
-        while True:
-            tries += 1
-            try:
-                with self._lock:
-                    resp = self._session.request(method, url, json=json_body, data=data,
-                                                 headers=headers, params=params,
-                                                 timeout=self.timeout)
-            except requests.RequestException as exc:
-                problem = f"{type(exc).__name__}: {exc}"
-            else:
-                if resp.status_code < 400:
-                    return resp.json()
-                if resp.status_code < 500:
-                    body = _json_or_none(resp)
-                    if resp.status_code == 409 and conflict_ok_on_retry and tries > 1:
-                        return None  # our first try went through before the outage
-                    raise ApiError(resp.status_code, (body or {}).get("error", resp.reason),
-                                   (body or {}).get("message", resp.text[:200]),
-                                   (body or {}).get("details"))
-                problem = f"HTTP {resp.status_code}"
-            if time.monotonic() + delay > deadline:
-                raise Unavailable(f"{method} {url}: {problem} (gave up after {self.retry_for:.0f} s)")
-            log.warning("%s %s: %s; retrying in %.1f s", method, path, problem, delay)
-            time.sleep(delay)
-            delay = min(delay * 2, 10.0)
+        try:
+            with self._lock:
+                resp = self._session.request(method, url, json=json_body, data=data,
+                                             headers=headers, params=params,
+                                             timeout=(self.connect_timeout, self.timeout))
+        except requests.RequestException as exc:
+            reason = short_reason(exc)
+            raise Unavailable(f"cannot reach the server at {self.url} ({reason}; gave up after "
+                              f"{self.retry_for:g} s)", self.url, reason) from None
+        if resp.status_code >= 500:
+            raise Unavailable(f"the server at {self.url} kept answering HTTP {resp.status_code} "
+                              f"(gave up after {self.retry_for:g} s)", self.url,
+                              f"HTTP {resp.status_code}", reached=True)
+        body = _json_or_none(resp)
+        if resp.status_code >= 400:
+            if resp.status_code == 409 and conflict_ok_on_retry and retried(resp):
+                return None  # our first try went through before the outage
+            if body is None or "message" not in body:
+                raise ApiError(resp.status_code, resp.reason or "error",
+                               f"{method} {url} answered {resp.status_code} without a jobserver "
+                               f"error: is {self.url} a jobserver?", url=url)
+            raise ApiError(resp.status_code, body.get("error", resp.reason), body["message"],
+                           body.get("details"), url=url)
+        if body is None:
+            raise ApiError(resp.status_code, "not_json",
+                           f"{method} {url} answered something that is not a JSON object: "
+                           f"is {self.url} a jobserver?", url=url)
+        return body
 
     # ------------------------------------------------------------- masters
 
@@ -141,13 +135,23 @@ class Client:
         return self._request("POST", "/cancel", json_body=body)["cancelled"]
 
     def job(self, key: str) -> dict[str, Any]:
-        return self._request("GET", f"/jobs/{key}")
+        """One job: state, stage, attempts (per stage), error, payload,
+        result, its attempts' history and log tails."""
+        return self._request("GET", f"/jobs/{quote(key, safe='')}")
+
+    def failures(self) -> dict[str, Any]:
+        """Failed jobs grouped by error: ``{"total": n, "groups": [{"error",
+        "count", "keys"}]}``, biggest groups first."""
+        return self._request("GET", "/failures")
 
     def list_jobs(self, stage: int | None = None, state: str | None = None,
-                  limit: int = 1000) -> Iterator[dict[str, Any]]:
+                  limit: int = 1000, include: Sequence[str] = ()) -> Iterator[dict[str, Any]]:
+        """Every job (of a stage, of a state) page by page; ``include``:
+        more fields per job, e.g. ("result", "payload")."""
         cursor = None
         while True:
-            params = {"limit": limit, "stage": stage, "state": state, "cursor": cursor}
+            params = {"limit": limit, "stage": stage, "state": state, "cursor": cursor,
+                      "include": ",".join(include) or None}
             page = self._request("GET", "/jobs", params={k: v for k, v in params.items()
                                                          if v is not None})
             yield from page["jobs"]
@@ -223,13 +227,17 @@ class Client:
         return 0 if got is None else got["released"]
 
     def heartbeat(self, samples: dict[int, dict[str, Any]] | None = None,
-                  resources: dict[str, Any] | None = None) -> dict[str, list[int]]:
+                  resources: dict[str, Any] | None = None,
+                  logs: dict[int, str] | None = None) -> dict[str, list[int]]:
         """Renew the leases of the jobs this client holds; answers which of
-        them to stop (``cancelled``, ``lost``)."""
+        them to stop (``cancelled``, ``lost``).  ``logs``: the output tail of
+        running attempts (attempt id -> text), shown while they run."""
         body: dict[str, Any] = {"worker": self.worker, "host": socket.gethostname(),
                                 "pid": os.getpid(), "running": list(self._running)}
         if samples:
             body["samples"] = {str(k): v for k, v in samples.items()}
+        if logs:
+            body["logs"] = {str(k): v[-LOG_TAIL:] for k, v in logs.items()}
         if resources:
             body["resources"] = resources
         return self._request("POST", "/heartbeat", json_body=body)
@@ -257,6 +265,12 @@ class Client:
 
     def close(self) -> None:
         self._session.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class JobIterator:
