@@ -9,12 +9,15 @@ import functools
 import json
 import logging
 import sys
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import click
 
 from .client import ApiError, Client, Unavailable
 from .transport import BRISK, BRISK_CONNECT, check_url
+
+EXIT_FAILED_JOBS = 3  # jobs failed for good (1: an error, 2: bad usage)
 
 
 class BadUsage(click.ClickException):
@@ -103,7 +106,17 @@ def _fail_cleanly(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-@main.command(context_settings={"ignore_unknown_options": True})
+RUN_EPILOG = """\b
+Exit status:
+  0  every job it ran is done (or was failed and will be retried)
+  1  an error: e.g. the server unreachable for 10 minutes, a refused token
+  2  bad usage (options, --url without http://)
+  3  jobs it ran failed for good (the summary says how many); with
+     --classic: commands failed (the sweeper decides later)
+"""
+
+
+@main.command(context_settings={"ignore_unknown_options": True}, epilog=RUN_EPILOG)
 @click.option("--stage", type=click.IntRange(0), required=True, help="Claim jobs at this stage.")
 @click.option("--to-stage", type=click.IntRange(0), default=None,
               help="Stage a claimed job moves to while it runs [default: stage + 1]; "
@@ -112,30 +125,50 @@ def _fail_cleanly(fn: Callable[..., Any]) -> Callable[..., Any]:
               envvar="JOBWORKER_PARALLEL", help="Commands run at once.")
 @click.option("--batch", type=click.IntRange(1, 1000), default=None,
               help="Jobs claimed per request [default: --parallel].")
-@click.option("--continuous", is_flag=True, help="Keep polling an empty board (with backoff).")
+@click.option("--continuous", is_flag=True,
+              help="Keep polling an empty board (every 2 s) for new jobs.")
 @click.option("--max-jobs", type=click.IntRange(1), default=None, help="Stop after this many.")
 @click.option("--timeout", type=float, default=None, help="Seconds a command may run.")
+@click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              metavar="DIR",
+              help="Keep each attempt's stdout and stderr in DIR/<key>.s<stage>.a<attempt>"
+                   ".out and .err (DIR is created).")
+@click.option("--tee", is_flag=True,
+              help="Show the commands' output lines, prefixed by [job key].")
 @click.option("--classic", is_flag=True, help="Speak the classic protocol (needs --jobix).")
 @click.option("--jobix", type=int, envvar="JOBSERVER_JOBIX", help="Classic job list id.")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-@click.pass_obj
+@click.pass_context
 @_fail_cleanly
-def run(obj: Ctx, stage: int, to_stage: int | None, parallel: int, batch: int | None,
-        continuous: bool, max_jobs: int | None, timeout: float | None, classic: bool,
-        jobix: int | None, command: tuple[str, ...]) -> None:
+def run(ctx: click.Context, stage: int, to_stage: int | None, parallel: int, batch: int | None,
+        continuous: bool, max_jobs: int | None, timeout: float | None,
+        output_dir: Path | None, tee: bool, classic: bool, jobix: int | None,
+        command: tuple[str, ...]) -> None:
     """Run COMMAND once per job: `jobworker run --stage 0 -- ./sim {payload[input]}`.
 
     The job is in the environment (JOB_KEY, JOB_STAGE, JOB_PAYLOAD as JSON,
     JOB_ATTEMPT) and substituted in ARGS ({key}, {stage}, {attempt},
-    {payload} as JSON, {payload[name]}; other braces are left alone).  Exit 0 advances the job; anything else fails it with
-    the tail of stderr.  SIGTERM/SIGINT: finish running jobs and exit; a
-    second signal stops them and gives them back.
+    {payload} as JSON, {payload[name]}; other braces are left alone).  Exit 0
+    advances the job; anything else fails it with the tail of stderr (the
+    board retries it up to its max_attempts, then it is failed for good).
+    The output's tail reaches the server with each heartbeat while the job
+    runs.  SIGTERM/SIGINT: finish running jobs and exit; a second signal
+    stops them and gives them back.  This command waits out server outages
+    (10 minutes); the others fail within seconds.
     """
-    from .runner import ApiSource, ClassicSource, Runner, RunOptions
+    from .runner import Runner, RunOptions
+    from .sources import ApiSource, ClassicSource
 
+    obj: Ctx = ctx.obj
     opts = RunOptions(stage=stage, command=list(command), to_stage=to_stage, parallel=parallel,
                       batch=batch or parallel, continuous=continuous, max_jobs=max_jobs,
-                      timeout=timeout)
+                      timeout=timeout, output_dir=output_dir, tee=tee)
+    if output_dir is not None:
+        try:
+            output_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise click.ClickException(f"cannot create --output-dir {output_dir}: "
+                                       f"{exc.strerror or exc}") from None
     if classic:
         from .classic import ClassicClient
 
@@ -144,10 +177,12 @@ def run(obj: Ctx, stage: int, to_stage: int | None, parallel: int, batch: int | 
         source: Any = ClassicSource(ClassicClient(obj.checked_url(), jobix), opts)
     else:
         source = ApiSource(obj.client(patient=True), opts)
-    runner = Runner(source, opts)
+    runner = Runner(source, opts, classic=classic)
     runner.install_signals()
     stats = runner.run()
-    click.echo(f"done {stats.done}, failed {stats.failed}", err=True)
+    click.echo(stats.summary(classic=classic), err=True)
+    if stats.failed_for_good or (classic and stats.failed_attempts):
+        ctx.exit(EXIT_FAILED_JOBS)
 
 
 def _read_jobs(stream: Any) -> Iterator[dict[str, Any]]:

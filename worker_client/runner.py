@@ -1,13 +1,14 @@
 """The executor loop: claim, run a command per job, heartbeat, report.
 
 Runs up to ``parallel`` commands at once.  Exit 0 advances the job; a
-non-zero exit or a timeout fails it with the tail of stderr.  SIGTERM or
-SIGINT: stop claiming and let running jobs finish; a second signal kills
-them and gives their jobs back.
+non-zero exit or a timeout fails it with the tail of stderr.  The output's
+tail travels with the heartbeats while a job runs (so a page shows it live)
+and with the report at the end; ``output_dir`` keeps it all in files, ``tee``
+shows it on the terminal.  SIGTERM or SIGINT: stop claiming and let running
+jobs finish; a second signal kills them and gives their jobs back.
 """
 from __future__ import annotations
 
-import collections
 import json
 import logging
 import os
@@ -18,15 +19,16 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence
+from pathlib import Path
+from typing import Any, Sequence
 
-from .client import Client, Job
-from .classic import ClassicClient
-from .resources import ProcessSampler, host_sample
+from .client import Job
+from .output import Capture, file_stem
+from .resources import ProcessSampler
+from .sources import Source
+from .terminal import StatusLine
 
 log = logging.getLogger(__name__)
-
-TAIL = 16_000
 
 
 @dataclass
@@ -39,88 +41,9 @@ class RunOptions:
     continuous: bool = False
     max_jobs: int | None = None
     timeout: float | None = None
-    poll_max: float = 30.0
-
-
-class Source(Protocol):
-    def claim(self, n: int) -> list[Job]: ...
-    def done(self, job: Job, log_tail: str) -> None: ...
-    def failed(self, job: Job, error: str, exit_code: int | None, log_tail: str) -> None: ...
-    def release(self, jobs: list[Job]) -> None: ...
-    def heartbeat(self, samples: dict[int, dict[str, Any]]) -> set[int]: ...
-    def goodbye(self) -> None: ...
-    heartbeat_every: float
-
-
-class ApiSource:
-    def __init__(self, client: Client, opts: RunOptions) -> None:
-        self.client = client
-        self.opts = opts
-        lease = client.lease_seconds(opts.stage)
-        self.heartbeat_every = min(30.0, max(0.5, lease / 4)) if lease else 30.0
-
-    def claim(self, n: int) -> list[Job]:
-        return self.client.claim(self.opts.stage, n, self.opts.to_stage)
-
-    def done(self, job: Job, log_tail: str) -> None:
-        to = None if self.opts.to_stage is None else self.opts.to_stage + 1
-        self.client.advance(job, to_stage=to, log_tail=log_tail or None)
-
-    def failed(self, job: Job, error: str, exit_code: int | None, log_tail: str) -> None:
-        self.client.fail(job, error, exit_code=exit_code, log_tail=log_tail)
-
-    def release(self, jobs: list[Job]) -> None:
-        self.client.release(jobs)
-
-    def heartbeat(self, samples: dict[int, dict[str, Any]]) -> set[int]:
-        answer = self.client.heartbeat(samples=samples, resources=host_sample())
-        return set(answer["cancelled"]) | set(answer["lost"])
-
-    def goodbye(self) -> None:
-        self.client.goodbye()
-
-
-class ClassicSource:
-    """The same loop over the classic protocol (no heartbeats: a job's
-    lifetime counts from its claim; a failed job is left for the sweeper,
-    which requeues it and counts the attempt)."""
-
-    heartbeat_every = 30.0
-
-    def __init__(self, client: ClassicClient, opts: RunOptions) -> None:
-        self.client = client
-        self.opts = opts
-        self._lock = threading.Lock()
-
-    def claim(self, n: int) -> list[Job]:
-        got = []
-        for _ in range(n):
-            with self._lock:
-                info = self.client.ask_for_job(self.opts.stage, self.opts.to_stage)
-            if info == "nada":
-                break
-            got.append(Job(str(info["jobid"]), info["jobcmd"], info["jobstage"],
-                           attempt_id=int(info["jobid"]) if str(info["jobid"]).isdigit() else 0))
-        return got
-
-    def done(self, job: Job, log_tail: str) -> None:
-        running = self.opts.stage + 1 if self.opts.to_stage is None else self.opts.to_stage
-        with self._lock:
-            self.client.update_job(job.key, running + 1)
-
-    def failed(self, job: Job, error: str, exit_code: int | None, log_tail: str) -> None:
-        log.warning("job %s failed (%s); left for the sweeper to requeue", job.key, error[-200:])
-
-    def release(self, jobs: list[Job]) -> None:
-        with self._lock:
-            for j in jobs:
-                self.client.update_job(j.key, self.opts.stage)
-
-    def heartbeat(self, samples: dict[int, dict[str, Any]]) -> set[int]:
-        return set()
-
-    def goodbye(self) -> None:
-        pass
+    poll_max: float = 2.0  # an idle --continuous worker looks for new jobs this often
+    output_dir: Path | None = None
+    tee: bool = False
 
 
 PLACEHOLDER = re.compile(r"\{(key|stage|attempt|payload)(?:\[([^\]{}]+)\])?\}")
@@ -155,20 +78,56 @@ class _Running:
     sampler: ProcessSampler | None = None
     cancelled: bool = False
     thread: threading.Thread | None = None
+    capture: Capture | None = None
+    sent: int = 0  # the capture's version last sent with a heartbeat
 
 
 @dataclass
 class Stats:
+    """What a run did.  A failed *attempt* is one command that failed; the
+    server then retries the job (``retried``) or fails it for good
+    (``failed_for_good``): only the latter is a failed job."""
     done: int = 0
-    failed: int = 0
+    failed_attempts: int = 0
+    failed_for_good: int = 0
+    retried: int = 0
+    cancelled: int = 0
     started: float = field(default_factory=time.monotonic)
+
+    def count_failure(self, outcome: str | None) -> None:
+        self.failed_attempts += 1
+        if outcome == "failed":
+            self.failed_for_good += 1
+        elif outcome == "requeued":
+            self.retried += 1
+        elif outcome == "cancelled":
+            self.cancelled += 1
+
+    def summary(self, classic: bool = False) -> str:
+        """e.g. "done 176, failed for good 24 (38 failed attempts, 14 retried)"."""
+        if classic:  # the sweeper decides later whether a failure was final
+            return (f"done {self.done}, failed attempts {self.failed_attempts}"
+                    + (" (left to the sweeper to retry or fail)" if self.failed_attempts
+                       else ""))
+        text = f"done {self.done}, failed for good {self.failed_for_good}"
+        if self.failed_attempts:
+            unknown = (self.failed_attempts - self.failed_for_good - self.retried
+                       - self.cancelled)
+            text += (f" ({self.failed_attempts} failed attempt"
+                     f"{'' if self.failed_attempts == 1 else 's'}, {self.retried} retried"
+                     + (f", {self.cancelled} cancelled meanwhile" if self.cancelled else "")
+                     + (f", {unknown} unknown" if unknown else "") + ")")
+        return text
 
 
 class Runner:
-    def __init__(self, source: Source, opts: RunOptions, tty: bool | None = None) -> None:
+    def __init__(self, source: Source, opts: RunOptions, tty: bool | None = None,
+                 classic: bool = False) -> None:
         self.source = source
         self.opts = opts
         self.tty = sys.stderr.isatty() if tty is None else tty
+        self.classic = classic
+        self.status = StatusLine(sys.stderr)
         self.stats = Stats()
         self.running: dict[int, _Running] = {}
         self._lock = threading.Lock()
@@ -196,7 +155,17 @@ class Runner:
     # ----------------------------------------------------------------- loop
 
     def run(self) -> Stats:
-        idle = 1.0
+        if self.opts.output_dir is not None:
+            self.opts.output_dir.mkdir(parents=True, exist_ok=True)
+        if self.tty:
+            self.status.capture_logging()
+        try:
+            return self._loop()
+        finally:
+            self.status.release_logging()
+
+    def _loop(self) -> Stats:
+        idle = min(0.5, self.opts.poll_max)
         next_beat = time.monotonic() + self.source.heartbeat_every
         next_show = 0.0
         while True:
@@ -211,7 +180,7 @@ class Runner:
                     self._start(job)
                 self.claimed += len(jobs)
                 if jobs:
-                    idle = 1.0
+                    idle = min(0.5, self.opts.poll_max)
                     continue
                 if not self.running:
                     if not self.opts.continuous:
@@ -240,13 +209,21 @@ class Runner:
 
     def _heartbeat(self) -> None:
         with self._lock:
-            samples = {r.job.attempt_id: r.sampler.sample() for r in self.running.values()
-                       if r.sampler is not None}
+            running = list(self.running.values())
+        samples = {r.job.attempt_id: r.sampler.sample() for r in running
+                   if r.sampler is not None}
+        logs, versions = {}, {}
+        for r in running:  # only the tails that changed since the last beat
+            if r.capture is not None and r.capture.version != r.sent:
+                versions[r.job.attempt_id] = (r, r.capture.version)
+                logs[r.job.attempt_id] = r.capture.tail()
         try:
-            stop = self.source.heartbeat(samples)
+            stop = self.source.heartbeat(samples, logs)
         except Exception as exc:
             log.warning("heartbeat failed: %s", exc)
             return
+        for r, version in versions.values():
+            r.sent = version
         for attempt_id in stop:
             r = self.running.get(attempt_id)
             if r is not None and r.proc is not None:
@@ -275,17 +252,20 @@ class Runner:
 
     def _execute(self, r: _Running) -> None:
         job = r.job
-        out: collections.deque[bytes] = collections.deque()
-        err: collections.deque[bytes] = collections.deque()
         try:
             args = expand(self.opts.command, job)
             env = dict(os.environ, JOB_KEY=job.key, JOB_STAGE=str(job.stage),
                        JOB_PAYLOAD=json.dumps(job.payload), JOB_ATTEMPT=str(job.attempt))
+            r.capture = capture = Capture(self.opts.output_dir,
+                                          file_stem(job.key, job.stage, job.attempt),
+                                          self._tee_for(job) if self.opts.tee else None)
             r.proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, start_new_session=True)
             r.sampler = ProcessSampler(r.proc.pid)
-            readers = [threading.Thread(target=_tail, args=(r.proc.stdout, out), daemon=True),
-                       threading.Thread(target=_tail, args=(r.proc.stderr, err), daemon=True)]
+            readers = [threading.Thread(target=capture.out.pump, args=(r.proc.stdout,),
+                                        daemon=True),
+                       threading.Thread(target=capture.err.pump, args=(r.proc.stderr,),
+                                        daemon=True)]
             for t in readers:
                 t.start()
             timed_out = False
@@ -297,7 +277,7 @@ class Runner:
                 code = r.proc.wait()
             for t in readers:
                 t.join()
-            log_tail = _text(out, "stdout") + _text(err, "stderr")
+            log_tail = capture.tail()
             if r.cancelled:
                 try:  # closes the attempt; a lost one is already closed (409)
                     self.source.release([job])
@@ -306,38 +286,61 @@ class Runner:
                 log.info("job %s stopped", job.key)
             elif code == 0 and not timed_out:
                 self.source.done(job, log_tail)
-                self.stats.done += 1
+                with self._lock:
+                    self.stats.done += 1
                 if not self.tty:
                     log.info("job %s done", job.key)
             else:
                 why = (f"timed out after {self.opts.timeout:g} s" if timed_out
                        else f"exit code {code}")
-                error = (_text(err, "") or why).strip()[-2000:]
-                self.source.failed(job, f"{why}: {error}" if error != why else why,
-                                   None if timed_out else code, log_tail)
-                self.stats.failed += 1
-                log.info("job %s failed: %s", job.key, why)
+                error = capture.err.text().strip()[-2000:] or why
+                outcome = self.source.failed(job, f"{why}: {error}" if error != why else why,
+                                             None if timed_out else code, log_tail)
+                with self._lock:
+                    self.stats.count_failure(outcome)
+                log.info("job %s failed: %s%s", job.key, why,
+                         {"failed": " (for good)", "requeued": " (will be retried)"}
+                         .get(outcome or "", ""))
         except Exception as exc:  # a report that failed for good, a bad ARGS template...
             log.error("job %s: %s", job.key, exc)
-            self.stats.failed += 1
+            outcome = None
             try:
-                self.source.failed(job, str(exc), None, "")
+                outcome = self.source.failed(job, str(exc), None, "")
             except Exception:
                 log.exception("could not report job %s", job.key)
+            with self._lock:
+                self.stats.count_failure(outcome)
         finally:
+            if r.capture is not None:
+                r.capture.out.close()
+                r.capture.err.close()
             with self._lock:
                 self.running.pop(job.attempt_id, None)
             self._wake.set()
 
+    def _tee_for(self, job: Job) -> Any:
+        """Writes one line of the job's output to our stdout (its stdout) or
+        stderr (its stderr), prefixed by the job key, above the status line."""
+        def tee(stream: str, line: str) -> None:
+            target = sys.stdout if stream == "stdout" else sys.stderr
+            self.status.write_line(target, f"[{job.key}] {line}")
+        return tee
+
     def _show(self, final: bool = False) -> None:
         elapsed = max(time.monotonic() - self.stats.started, 1e-9)
-        line = (f"done {self.stats.done}  failed {self.stats.failed}  running "
+        st = self.stats
+        failed = (f"failed attempts {st.failed_attempts}" if self.classic else
+                  f"failed for good {st.failed_for_good}"
+                  + (f" (of {st.failed_attempts} failed attempts)" if st.failed_attempts else ""))
+        line = (f"done {self.stats.done}  {failed}  running "
                 f"{len(self.running)}/{self.opts.parallel}  "
                 f"{self.stats.done / elapsed:.1f} jobs/s"
                 + ("  (draining)" if self.stopping and not final else ""))
         if self.tty:
-            sys.stderr.write("\r\033[K" + line + ("\n" if final else ""))
-            sys.stderr.flush()
+            if final:
+                self.status.finish(line)
+            else:
+                self.status.show(line)
         elif final:
             log.info("%s", line)
 
@@ -355,20 +358,3 @@ def _terminate(proc: subprocess.Popen) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-
-
-def _tail(stream: Any, keep: collections.deque[bytes]) -> None:
-    size = 0
-    for chunk in iter(lambda: stream.read1(65536), b""):
-        keep.append(chunk)
-        size += len(chunk)
-        while size > TAIL and len(keep) > 1:
-            size -= len(keep.popleft())
-    stream.close()
-
-
-def _text(chunks: collections.deque[bytes], label: str) -> str:
-    data = b"".join(chunks)[-TAIL:].decode("utf-8", errors="replace")
-    if not data or not label:
-        return data
-    return f"--- {label} ---\n{data}"

@@ -169,7 +169,8 @@ def test_failing_command_is_retried_then_failed_with_stderr(fleet_server):
                   'if [ "{payload[x]}" = 1 ]; then echo "cannot open input.dat" >&2; exit 4; fi;'
                   ' echo "wrote output.dat"')
     out = w.communicate(timeout=60)[0]
-    assert w.returncode == 0, out
+    assert w.returncode == 3, out  # a job failed for good
+    assert "done 1, failed for good 1 (2 failed attempts, 1 retried)" in out
     s = client.status()
     assert s["counts"] == {2: 1} and s["failed"] == 1
     bad = client.job("bad")

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import http.server
+import io
 import itertools
+import logging
+import re
 import threading
 import time
 
@@ -14,6 +17,10 @@ from click.testing import CliRunner
 from tests.conftest import free_port, start_live_server
 from worker_client import Client
 from worker_client.cli import main
+from worker_client.output import file_stem
+from worker_client.runner import Runner, RunOptions
+from worker_client.sources import ApiSource
+from worker_client.terminal import CLEAR, StatusLine
 
 _boards = itertools.count()
 
@@ -172,3 +179,159 @@ def test_retries_go_through_urllib3_with_a_time_budget():
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+# ---------------------------------------------------------- 2. exit codes
+
+
+def test_run_exits_3_when_a_job_fails_for_good_and_counts_jobs_not_attempts(new_board):
+    c = new_board(max_attempts=2)
+    c.push([{"key": "bad", "payload": 1}, {"key": "ok1", "payload": 0},
+            {"key": "ok2", "payload": 0}])
+    r = cli(c, "run", "--stage", "0", "--", "sh", "-c",
+            'test "{payload}" = 0 || { echo boom >&2; exit 4; }')
+    assert r.exit_code == 3, r.output
+    assert "done 2, failed for good 1 (2 failed attempts, 1 retried)" in r.output
+    assert c.status()["failed"] == 1
+
+
+def test_run_exits_0_when_a_failed_attempt_is_retried_and_succeeds(new_board):
+    c = new_board(max_attempts=3)
+    c.push([{"key": "flaky", "payload": None}])
+    r = cli(c, "run", "--stage", "0", "--", "sh", "-c", 'test "{attempt}" -ge 2')
+    assert r.exit_code == 0, r.output
+    assert "done 1, failed for good 0 (1 failed attempt, 1 retried)" in r.output
+
+
+def test_classic_run_exits_3_on_failed_attempts(server):
+    jobix = 7000 + next(_boards)
+    requests.get(f"{server.url}/init/0/5/0", headers={"jobix": str(jobix)},
+                 timeout=30).raise_for_status()
+    from worker_client.classic import ClassicClient
+
+    ClassicClient(server.url, jobix, retry_for=10).push({1: {"jobstage": 0, "jobcmd": {}}})
+    r = CliRunner().invoke(main, ["--url", server.url, "run", "--classic", "--jobix", str(jobix),
+                                  "--stage", "0", "--", "false"])
+    assert r.exit_code == 3, r.output
+    assert "done 0, failed attempts 1 (left to the sweeper to retry or fail)" in r.output
+
+
+def test_run_help_documents_exit_codes():
+    out = CliRunner().invoke(main, ["run", "--help"]).output
+    assert "Exit status:" in out
+    assert re.search(r"3\s+jobs it ran failed for good", out)
+
+
+# -------------------------------------------------------------- 3. output
+
+
+def test_output_dir_keeps_each_attempts_stdout_and_stderr(new_board, tmp_path):
+    c = new_board(max_attempts=3)
+    key = "set/a b"
+    c.push([{"key": key, "payload": None}])
+    out = tmp_path / "logs" / "run1"
+    r = cli(c, "run", "--stage", "0", "--output-dir", str(out), "--", "sh", "-c",
+            'echo "out-{attempt}"; echo "err-{attempt}" >&2; test "{attempt}" -ge 2')
+    assert r.exit_code == 0, r.output
+    stem1, stem2 = file_stem(key, 0, 1), file_stem(key, 0, 2)
+    assert re.fullmatch(r"set_a_b-[0-9a-f]{8}\.s0\.a1", stem1)
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [f"{stem1}.out", f"{stem1}.err", f"{stem2}.out", f"{stem2}.err"])
+    assert (out / f"{stem1}.out").read_text() == "out-1\n"
+    assert (out / f"{stem1}.err").read_text() == "err-1\n"
+    assert (out / f"{stem2}.out").read_text() == "out-2\n"
+
+
+def test_file_names_of_plain_and_awkward_keys():
+    assert file_stem("run7", 2, 1) == "run7.s2.a1"
+    assert file_stem("a/b", 0, 1) != file_stem("a_b", 0, 1)
+    assert not file_stem("..", 0, 1).startswith(".")
+    assert "/" not in file_stem("../../etc/passwd", 0, 1)
+
+
+def test_tee_prefixes_each_line_with_the_job_key(new_board):
+    c = new_board()
+    c.push([{"key": "k1", "payload": None}, {"key": "k2", "payload": None}])
+    r = cli(c, "run", "--stage", "0", "--tee", "--", "sh", "-c",
+            'printf "hello {key}\\nsecond line" ; echo "warn {key}" >&2')
+    assert r.exit_code == 0, r.output
+    for k in ("k1", "k2"):
+        assert f"[{k}] hello {k}\n" in r.stdout
+        assert f"[{k}] second line\n" in r.stdout  # a last line without newline too
+        assert f"[{k}] warn {k}\n" in r.stderr
+
+
+def test_heartbeats_come_at_least_every_ten_seconds(new_board):
+    c = new_board(lifetimes=(0, 60, 0))  # an hour: lease/4 would be 15 min
+    source = ApiSource(c, RunOptions(stage=0, command=["true"]))
+    assert source.heartbeat_every == 10.0
+
+
+def test_heartbeats_carry_only_the_output_tails_that_changed():
+    from worker_client.client import Job
+    from worker_client.output import Capture
+    from worker_client.runner import _Running
+
+    class Source:
+        heartbeat_every = 1.0
+
+        def __init__(self) -> None:
+            self.beats: list[dict[int, str]] = []
+
+        def heartbeat(self, samples, logs):
+            self.beats.append(dict(logs))
+            return set()
+
+    source = Source()
+    runner = Runner(source, RunOptions(stage=0, command=["true"]), tty=False)  # type: ignore
+    r = _Running(Job("k", None, 0, attempt_id=41), capture=Capture())
+    runner.running[41] = r
+    r.capture.out.feed(b"step 1\n")
+    runner._heartbeat()
+    runner._heartbeat()
+    r.capture.err.feed(b"x" * 20_000)
+    runner._heartbeat()
+    first, second, third = source.beats
+    assert first == {41: "--- stdout ---\nstep 1\n"} and second == {}
+    assert len(third[41]) <= 16_000 and "step 1" in third[41] and third[41].endswith("xxx")
+
+
+# ------------------------------------------------------------- 5. smaller
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_log_records_are_written_above_the_status_line():
+    term = FakeTerminal()
+    handler = logging.StreamHandler(term)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    status = StatusLine(term)
+    try:
+        status.capture_logging()
+        status.show("done 3  running 1/2")
+        logging.getLogger("worker_client.test").warning("job k failed")
+        status.release_logging()
+    finally:
+        root.removeHandler(handler)
+    assert term.getvalue() == (CLEAR + "done 3  running 1/2" + CLEAR + "WARNING job k failed\n"
+                               + "done 3  running 1/2")
+
+
+def test_an_idle_continuous_worker_sees_a_new_job_within_seconds(new_board):
+    c = new_board()
+    opts = RunOptions(stage=0, command=["true"], continuous=True, max_jobs=1)
+    runner = Runner(ApiSource(c, opts), opts, tty=False)
+    t = threading.Thread(target=runner.run)
+    t.start()
+    time.sleep(7.5)  # idle long enough for a backoff to have grown
+    c.push([{"key": "late", "payload": None}])
+    pushed = time.monotonic()
+    t.join(timeout=15)
+    assert not t.is_alive()
+    assert time.monotonic() - pushed < 4
+    assert runner.stats.done == 1

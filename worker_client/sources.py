@@ -1,0 +1,104 @@
+"""Where `jobworker run` gets its jobs and reports them: the JSON API
+(leases renewed by heartbeats that carry the running jobs' output tails) or
+the classic protocol."""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .client import Client, Job
+from .classic import ClassicClient
+from .resources import host_sample
+
+if TYPE_CHECKING:
+    from .runner import RunOptions
+
+log = logging.getLogger(__name__)
+
+BEAT_MAX = 10.0  # seconds between heartbeats at most while jobs run (fresh log tails)
+
+
+class Source(Protocol):
+    def claim(self, n: int) -> list[Job]: ...
+    def done(self, job: Job, log_tail: str) -> None: ...
+    def failed(self, job: Job, error: str, exit_code: int | None,
+               log_tail: str) -> str | None: ...
+    def release(self, jobs: list[Job]) -> None: ...
+    def heartbeat(self, samples: dict[int, dict[str, Any]], logs: dict[int, str]) -> set[int]: ...
+    def goodbye(self) -> None: ...
+    heartbeat_every: float
+
+
+class ApiSource:
+    def __init__(self, client: Client, opts: RunOptions) -> None:
+        self.client = client
+        self.opts = opts
+        lease = client.lease_seconds(opts.stage)
+        self.heartbeat_every = min(BEAT_MAX, max(0.5, lease / 4)) if lease else BEAT_MAX
+
+    def claim(self, n: int) -> list[Job]:
+        return self.client.claim(self.opts.stage, n, self.opts.to_stage)
+
+    def done(self, job: Job, log_tail: str) -> None:
+        to = None if self.opts.to_stage is None else self.opts.to_stage + 1
+        self.client.advance(job, to_stage=to, log_tail=log_tail or None)
+
+    def failed(self, job: Job, error: str, exit_code: int | None, log_tail: str) -> str | None:
+        """The server's verdict: "requeued", "failed" (for good), "cancelled"
+        (None: a retried report whose first try had gone through)."""
+        return self.client.fail(job, error, exit_code=exit_code, log_tail=log_tail)
+
+    def release(self, jobs: list[Job]) -> None:
+        self.client.release(jobs)
+
+    def heartbeat(self, samples: dict[int, dict[str, Any]], logs: dict[int, str]) -> set[int]:
+        answer = self.client.heartbeat(samples=samples, resources=host_sample(), logs=logs)
+        return set(answer["cancelled"]) | set(answer["lost"])
+
+    def goodbye(self) -> None:
+        self.client.goodbye()
+
+
+class ClassicSource:
+    """The same loop over the classic protocol (no heartbeats: a job's
+    lifetime counts from its claim; a failed job is left for the sweeper,
+    which requeues it and counts the attempt)."""
+
+    heartbeat_every = 30.0
+
+    def __init__(self, client: ClassicClient, opts: RunOptions) -> None:
+        self.client = client
+        self.opts = opts
+        self._lock = threading.Lock()
+
+    def claim(self, n: int) -> list[Job]:
+        got = []
+        for _ in range(n):
+            with self._lock:
+                info = self.client.ask_for_job(self.opts.stage, self.opts.to_stage)
+            if info == "nada":
+                break
+            got.append(Job(str(info["jobid"]), info["jobcmd"], info["jobstage"],
+                           attempt_id=int(info["jobid"]) if str(info["jobid"]).isdigit() else 0))
+        return got
+
+    def done(self, job: Job, log_tail: str) -> None:
+        running = self.opts.stage + 1 if self.opts.to_stage is None else self.opts.to_stage
+        with self._lock:
+            self.client.update_job(job.key, running + 1)
+
+    def failed(self, job: Job, error: str, exit_code: int | None, log_tail: str) -> str | None:
+        log.warning("job %s failed (%s); left for the sweeper to requeue", job.key, error[-200:])
+        return None  # the classic protocol cannot tell whether this failure is final
+
+    def release(self, jobs: list[Job]) -> None:
+        with self._lock:
+            for j in jobs:
+                self.client.update_job(j.key, self.opts.stage)
+
+    def heartbeat(self, samples: dict[int, dict[str, Any]], logs: dict[int, str]) -> set[int]:
+        return set()
+
+    def goodbye(self) -> None:
+        pass
