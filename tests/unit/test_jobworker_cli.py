@@ -335,3 +335,20 @@ def test_an_idle_continuous_worker_sees_a_new_job_within_seconds(new_board):
     assert not t.is_alive()
     assert time.monotonic() - pushed < 4
     assert runner.stats.done == 1
+
+
+def test_worker_pyproject_builds_the_worker_alone():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    from tests.conftest import ROOT
+
+    meta = tomllib.loads((ROOT / "worker_client" / "pyproject.toml").read_text())
+    assert meta["project"]["name"] == "jobworker"
+    assert sorted(meta["project"]["dependencies"]) == ["click>=8.1", "psutil>=5.9",
+                                                       "requests>=2.31"]
+    assert meta["project"]["scripts"] == {"jobworker": "worker_client.cli:main"}
+    cfg = (ROOT / "setup.cfg").read_text()
+    version = re.search(r"^version = (\S+)", cfg, re.M).group(1)
+    assert meta["project"]["version"] == version, "keep both versions in step"
+    imports = {m for p in (ROOT / "worker_client").glob("*.py")
+               for m in re.findall(r"^\s*(?:from|import) (\w+)", p.read_text(), re.M)}
+    assert "jobserver" not in imports and "flask" not in imports
