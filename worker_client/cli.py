@@ -1,4 +1,5 @@
-"""`jobworker`: run commands for a board's jobs, push jobs, watch, cancel.
+"""`jobworker`: run commands for a board's jobs; push, status, watch, job,
+workers, cancel.
 
 Every option has an environment fallback: JOBSERVER_URL, JOBSERVER_BOARD,
 JOBSERVER_TOKEN (and JOBSERVER_JOBIX for the classic protocol).
@@ -231,31 +232,68 @@ def push(obj: Ctx, file: Any, chunk: int) -> None:
 @click.pass_obj
 @_fail_cleanly
 def status(obj: Ctx, as_json: bool) -> None:
-    """Jobs per stage, failed jobs with their errors, lost workers."""
+    """Progress, jobs per stage, failures grouped by error, lost workers."""
+    from .show import progress_of, status_lines
+    from .watch import read_failures
+
     client = obj.client()
     s = client.status()
     if as_json:
         click.echo(json.dumps(s, indent=2))
         return
-    names = {st["stage"]: st["name"] for st in s["stages"]}
-    click.echo(f"board {client.board}: {s['total']} jobs, {s['failed']} failed, "
-               f"{s['cancelled']} cancelled; workers {s['alive_workers']} alive, "
-               f"{s['lost_workers']} lost")
-    for stage, n in sorted(s["counts"].items()):
-        label = f" ({names[stage]})" if names.get(stage) else ""
-        click.echo(f"  stage {stage}{label}: {n}")
-    if s["failed"]:
-        click.echo("failed jobs:")
-        for j in client.list_jobs(state="failed", limit=50):
-            last = (j["error"] or "").strip().splitlines()[-1:] or ["(no error text)"]
-            click.echo(f"  {j['key']}: {last[0][:200]}")
-    lost = [w for w in client.workers() if w["state"] == "lost"]
-    if lost:
-        click.echo("lost workers:")
-        for w in lost:
-            res = w["resources"] or {}
-            click.echo(f"  {w['name']} on {w['host']}, last seen {w['last_seen']:.0f}, "
-                       f"last cpu {res.get('cpu_percent', '?')}%")
+    failures = read_failures(client) if progress_of(s).get("failed") else None
+    for line in status_lines(client.board, s, failures, client.workers()):
+        click.echo(line)
+
+
+@main.command()
+@click.argument("key")
+@click.option("--json", "as_json", is_flag=True, help="Print the raw job as JSON.")
+@click.option("--lines", type=click.IntRange(0), default=30, show_default=True,
+              help="Lines of the log tail shown (0: all the server keeps).")
+@click.pass_obj
+@_fail_cleanly
+def job(obj: Ctx, key: str, as_json: bool, lines: int) -> None:
+    """One job: state, stage, attempts, error, result, log tail."""
+    from .show import job_lines
+
+    got = obj.client().job(key)
+    if as_json:
+        click.echo(json.dumps(got, indent=2))
+        return
+    for line in job_lines(got, lines):
+        click.echo(line)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the raw list as JSON.")
+@click.pass_obj
+@_fail_cleanly
+def workers(obj: Ctx, as_json: bool) -> None:
+    """The board's workers: host, state, jobs held, CPU and memory, last seen."""
+    from .show import worker_lines
+
+    got = obj.client().workers()
+    if as_json:
+        click.echo(json.dumps(got, indent=2))
+        return
+    for line in worker_lines(got):
+        click.echo(line)
+
+
+@main.command()
+@click.option("--interval", type=click.FloatRange(0.1), default=2.0, show_default=True,
+              help="Seconds between refreshes.")
+@click.pass_context
+@_fail_cleanly
+def watch(ctx: click.Context, interval: float) -> None:
+    """Follow the board live (progress bar, counts, rate, ETA, failures)
+    until nothing is waiting or running; on a non-terminal, one line per
+    refresh.  Exits 0 when no job failed, 3 when some did."""
+    from .watch import watch as follow
+
+    code = follow(ctx.obj.client(), interval)
+    ctx.exit(code)
 
 
 @main.command()

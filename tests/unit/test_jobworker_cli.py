@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import io
 import itertools
+import json
 import logging
 import re
 import threading
@@ -19,6 +20,7 @@ from worker_client import Client
 from worker_client.cli import main
 from worker_client.output import file_stem
 from worker_client.runner import Runner, RunOptions
+from worker_client.show import group_failures, status_lines
 from worker_client.sources import ApiSource
 from worker_client.terminal import CLEAR, StatusLine
 
@@ -88,7 +90,8 @@ def test_status_against_a_closed_port_fails_within_seconds_in_one_line():
                                f"is it running? check --url/JOBSERVER_URL"]
 
 
-@pytest.mark.parametrize("args", [["push", "-"], ["cancel", "--all"], ["status", "--json"]])
+@pytest.mark.parametrize("args", [["push", "-"], ["cancel", "--all"], ["job", "k"], ["workers"],
+                                  ["watch"], ["status", "--json"]])
 def test_every_interactive_command_is_brisk(args, monkeypatch):
     monkeypatch.setattr("worker_client.cli.BRISK", 0.5)  # the same policy, shorter
     url = f"http://127.0.0.1:{free_port()}"
@@ -294,6 +297,121 @@ def test_heartbeats_carry_only_the_output_tails_that_changed():
     first, second, third = source.beats
     assert first == {41: "--- stdout ---\nstep 1\n"} and second == {}
     assert len(third[41]) <= 16_000 and "step 1" in third[41] and third[41].endswith("xxx")
+
+
+# ------------------------------------------------------ 4. read commands
+
+
+def test_job_shows_state_attempts_error_result_and_log(new_board):
+    c = new_board(max_attempts=1)
+    c.push([{"key": "bad", "payload": {"x": 1}}])
+    r = cli(c, "run", "--stage", "0", "--", "sh", "-c",
+            'echo "reading input"; echo "cannot open input.dat" >&2; exit 4')
+    assert r.exit_code == 3
+    r = cli(c, "job", "bad")
+    assert r.exit_code == 0, r.output
+    out = r.output
+    assert out.startswith("job bad: failed at stage 0")
+    assert re.search(r"attempts\s+1 at this stage", out)
+    assert "error       exit code 4: cannot open input.dat" in out
+    assert "    reading input" in out and "    cannot open input.dat" in out  # the log tail
+    assert json.loads(cli(c, "job", "bad", "--json").output)["key"] == "bad"
+
+    c.push([{"key": "good", "payload": None}])
+    [job] = c.claim(0)
+    c.advance(job, result={"energy": -1.5})
+    out = cli(c, "job", "good").output
+    assert 'result      {"energy":-1.5}' in out
+
+
+def test_workers_lists_hosts_load_and_ages(new_board):
+    c = new_board()
+    c.push([{"key": "w", "payload": None}])
+    c.claim(0)
+    c.heartbeat(resources={"host": "node7", "cpu_percent": 12.4, "memory_used_percent": 40.2})
+    r = cli(c, "workers")
+    assert r.exit_code == 0, r.output
+    header, row = lines(r.output)
+    assert header.split() == ["NAME", "HOST", "STATE", "JOBS", "CPU", "MEM", "LAST", "SEEN"]
+    assert row.split()[0] == c.worker and "alive" in row.split()
+    assert re.search(r"\b1\s+12%\s+40%\s+\d+ s ago$", row), row
+
+
+def test_status_prints_ages_not_epochs():
+    now = 1_800_000_000.0
+    s = {"total": 3, "counts": {"0": 1, "1": 1, "2": 1}, "failed": 0, "cancelled": 0,
+         "alive_workers": 1, "lost_workers": 1, "stages": []}
+    workers = [{"name": "w1", "host": "n1", "state": "alive", "last_seen": now - 4},
+               {"name": "w2", "host": "n2", "state": "lost", "last_seen": now - 185,
+                "resources": {"cpu_percent": 99}}]
+    text = "\n".join(status_lines("b", s, None, workers, now=now))
+    assert "last heartbeat 4 s ago" in text
+    assert "w2 on n2, last seen 3 min ago, last cpu 99%" in text
+    assert not re.search(r"\d{9}", text)
+
+
+def test_status_groups_200_failures_into_a_few_lines(new_board):
+    c = new_board(max_attempts=1)
+    c.push({"key": f"f{i:03d}", "payload": None} for i in range(200))
+    jobs = c.claim(0, 200)
+    for i, job in enumerate(jobs):
+        error = ("exit code 1: boom" if i < 150 else
+                 "Traceback (most recent call last):\n  File x\nValueError: bad input"
+                 if i < 195 else f"exit code 2: disk {i} full")
+        c.fail(job, error)
+    r = cli(c, "status")
+    assert r.exit_code == 0, r.output
+    out = lines(r.output)
+    assert len(out) <= 20, r.output
+    assert "200 failed jobs, 7 distinct errors:" in out
+    assert "  150 × exit code 1: boom   [f000, f001, f002 …]" in out
+    assert "   45 × ValueError: bad input   [f150, f151, f152 …]" in out
+
+
+def test_failures_are_grouped_here_for_a_server_without_failures():
+    got = group_failures([{"key": "a", "error": "x\nboom"}, {"key": "b", "error": "boom"},
+                          {"key": "c", "error": None}])
+    assert got == {"total": 3, "groups": [{"error": "boom", "count": 2, "keys": ["a", "b"]},
+                                          {"error": "(no error text)", "count": 1,
+                                           "keys": ["c"]}]}
+
+
+def test_watch_follows_the_board_until_done_and_exits_0(new_board):
+    c = new_board()
+    c.push({"key": f"w{i}", "payload": None} for i in range(6))
+    worker = Client(c.url, c.board, token(c), retry_for=10)
+
+    def work() -> None:
+        with worker:
+            while True:
+                jobs = worker.claim(0)
+                if not jobs:
+                    return
+                time.sleep(0.3)
+                worker.advance(jobs)
+
+    t = threading.Thread(target=work)
+    t.start()
+    try:
+        r = cli(c, "watch", "--interval", "0.2")
+    finally:
+        t.join()
+    assert r.exit_code == 0, r.output
+    out = lines(r.output)
+    assert len(out) >= 3  # one line per refresh on a non-terminal
+    assert re.search(r"\d+%: \d+ done, \d+ waiting, \d+ running, 0 failed", out[0])
+    assert out[-1] == f"board {c.board}: nothing left to run: 6 done, 0 failed, 0 cancelled"
+
+
+def test_watch_exits_3_with_the_failures_when_jobs_failed(new_board):
+    c = new_board(max_attempts=1)
+    c.push([{"key": "ok", "payload": None}, {"key": "bad", "payload": None}])
+    for job in c.claim(0, 2):
+        c.fail(job, "exit code 9: no luck") if job.key == "bad" else c.advance(job)
+    r = cli(c, "watch")
+    assert r.exit_code == 3, r.output
+    assert "  1 × exit code 9: no luck   [bad]" in r.output
+    assert r.output.rstrip().endswith("nothing left to run: 1 done, 1 failed, 0 cancelled")
 
 
 # ------------------------------------------------------------- 5. smaller
