@@ -42,7 +42,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     load_config(app, config)
     app.session_interface = NoSessions()  # no page uses Flask's cookie session
 
-    from . import api, classic, dashboard, errors, live, sweeper
+    from . import access, api, classic, dashboard, errors, live, sweeper
     from .dialect import tune_engine
     from .extensions import db, migrate, socketio
 
@@ -52,6 +52,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         tune_engine(db.engine)
         if app.config["AUTO_MIGRATE"]:
             upgrade_database(app)
+            from .lifecycle import rename_guessable_boards
+
+            rename_guessable_boards()
 
     socketio.init_app(
         app,
@@ -62,6 +65,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     sweeper.init_app(app)
     errors.register(app)
     _server_timing(app)
+    app.before_request(access.same_origin_writes)
     app.register_blueprint(classic.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(dashboard.bp)

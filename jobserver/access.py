@@ -10,8 +10,10 @@ the API its bearer tokens.
 from __future__ import annotations
 
 import hmac
+from urllib.parse import urlsplit
 
 from flask import Response, current_app, request
+from werkzeug.exceptions import Forbidden
 
 
 def allowed() -> bool:
@@ -19,8 +21,9 @@ def allowed() -> bool:
     if not password:
         return True
     auth = request.authorization
+    # bytes: compare_digest refuses str with non-ASCII characters
     return bool(auth and auth.password is not None
-                and hmac.compare_digest(auth.password, password))
+                and hmac.compare_digest(auth.password.encode(), password.encode()))
 
 
 def challenge() -> Response:
@@ -32,3 +35,19 @@ def challenge() -> Response:
 def guard() -> Response | None:
     """A before_request hook: None lets the request through."""
     return None if allowed() else challenge()
+
+
+WRITES = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+def same_origin_writes() -> None:
+    """A before_request hook: a browser's write from another site's page is
+    refused.  Browsers send ``Origin`` with every cross-site write (and with
+    same-site POSTs); scripts and workers send none and are not affected."""
+    if request.method not in WRITES:
+        return
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return
+    if origin == "null" or urlsplit(origin).netloc.lower() != request.host.lower():
+        raise Forbidden(f"a write from a page of another site ({origin[:100]}) is refused")

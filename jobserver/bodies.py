@@ -1,34 +1,76 @@
-"""Request bodies: zlib, gzip or plain JSON, decoded with a size cap."""
+"""Request bodies: zlib, gzip or plain JSON, decoded with size caps.
+
+The raw body is capped by Flask's MAX_CONTENT_LENGTH (``MAX_BODY_MB``); a
+compressed one is inflated in steps and refused as soon as it passes
+``MAX_DECODED_MB``, so a decompression bomb costs at most that much memory
+before its 413.  A compressed stream cut short is a 400: half a job list is
+never written.
+"""
 from __future__ import annotations
 
 import json
 import zlib
 from typing import Any
 
+from flask import current_app, has_app_context
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
-MAX_DECODED = 1 << 30  # 1 GiB of JSON at most, whatever the compressed size
+STEP = 1 << 20  # inflate a megabyte at a time
+
+
+def max_decoded() -> int:
+    mb = current_app.config["MAX_DECODED_MB"] if has_app_context() else 256
+    return int(mb * (1 << 20))
+
+
+def _compressed(raw: bytes) -> bool:
+    return len(raw) >= 2 and (raw[:2] == b"\x1f\x8b" or (
+        raw[0] & 0x0F == 8 and (raw[0] << 8 | raw[1]) % 31 == 0))
 
 
 def decompress(raw: bytes) -> bytes:
     """Undo zlib or gzip compression if the body has either header; plain
-    bytes pass through."""
-    if len(raw) >= 2 and (raw[:2] == b"\x1f\x8b" or (raw[0] & 0x0F == 8 and (raw[0] << 8 | raw[1]) % 31 == 0)):
-        d = zlib.decompressobj(wbits=47)  # 32 + 15: zlib or gzip header
-        try:
-            out = d.decompress(raw, MAX_DECODED)
-        except zlib.error as exc:
-            raise BadRequest(f"body is not valid zlib/gzip data: {exc}") from None
-        if d.unconsumed_tail:
-            raise RequestEntityTooLarge(f"decompressed body exceeds {MAX_DECODED} bytes")
-        return out
-    return raw
+    bytes pass through (they are already within MAX_CONTENT_LENGTH)."""
+    if not _compressed(raw):
+        return raw
+    limit = max_decoded()
+    d = zlib.decompressobj(wbits=47)  # 32 + 15: zlib or gzip header
+    parts: list[bytes] = []
+    size = 0
+    data = raw
+    try:
+        while data:
+            chunk = d.decompress(data, STEP)
+            size += len(chunk)
+            if size > limit:
+                raise RequestEntityTooLarge(
+                    f"the body inflates to more than {limit >> 20} MB (MAX_DECODED_MB): "
+                    "push in smaller requests")
+            parts.append(chunk)
+            data = d.unconsumed_tail
+        tail = d.flush()
+    except zlib.error as exc:
+        raise BadRequest(f"body is not valid zlib/gzip data: {exc}") from None
+    if not d.eof:
+        raise BadRequest("the compressed body is cut short (its stream does not end): "
+                         "nothing was written; send it whole")
+    if size + len(tail) > limit:
+        raise RequestEntityTooLarge(f"the body inflates to more than {limit >> 20} MB")
+    parts.append(tail)
+    return b"".join(parts)
+
+
+def loads(data: bytes | str, what: str = "body") -> Any:
+    """json.loads with its failures as a 400 (a value nested too deeply
+    for the parser included)."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise BadRequest(f"{what} is nested too deeply") from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise BadRequest(f"{what} is not JSON (nor zlib/gzip-compressed JSON): {exc}") from None
 
 
 def parse_json(raw: bytes) -> Any:
     """The JSON value of a possibly compressed body."""
-    data = decompress(raw)
-    try:
-        return json.loads(data)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise BadRequest(f"body is not JSON (nor zlib/gzip-compressed JSON): {exc}") from None
+    return loads(decompress(raw))

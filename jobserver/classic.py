@@ -15,6 +15,8 @@ from . import access, insights, lifecycle, queries
 from .bodies import parse_json
 from .extensions import socketio
 from .lifecycle import BoardRef, NewJob
+from .limits import (INT64_MAX, MAX_PAGE, MAX_STAGE, max_payload, parse_int,
+                     payload_too_large)
 
 bp = Blueprint("classic", __name__)
 
@@ -26,14 +28,27 @@ def wants_html() -> bool:
     return "text/html" in request.headers.get("Accept", "")
 
 
+# The pages a browser may open with ?jobix=N.  Every other route changes a
+# job list and takes the jobix from the header only: a link, an <img> or a
+# form on another site cannot send a custom header (not without a CORS
+# preflight, which this server never grants).
+READ_ONLY = {"classic.init_show", "classic.job_list_page", "classic.job_list_rows",
+             "classic.lifetime_page", "classic.lifetime_of"}
+
+
 def read_jobix() -> int:
-    raw = request.headers.get("jobix") or request.args.get("jobix")
+    raw = request.headers.get("jobix")
+    if raw is None and request.endpoint in READ_ONLY:
+        raw = request.args.get("jobix")
+    if raw is None and request.args.get("jobix") is not None:
+        raise Forbidden("this route changes a job list: send the jobix as the 'jobix' header "
+                        "(?jobix= in the address is for the read-only pages)")
     if raw is None or raw.strip() == "":
         raise Forbidden("missing 'jobix' header: it names your job list")
     try:
-        return int(raw)
-    except ValueError:
-        raise Forbidden(f"'jobix' must be an integer, got {raw[:40]!r}") from None
+        return parse_int(raw, "'jobix'", -INT64_MAX - 1)
+    except BadRequest as exc:
+        raise Forbidden(exc.description) from None
 
 
 def board(create: bool = False) -> BoardRef | None:
@@ -49,13 +64,7 @@ def need_board() -> BoardRef:
 
 
 def stage_arg(text: str, what: str = "stage") -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise BadRequest(f"{what} must be a non-negative integer, got {text[:40]!r}") from None
-    if value < 0:
-        raise BadRequest(f"{what} must be a non-negative integer, got {value}")
-    return value
+    return parse_int(text, what, 0, MAX_STAGE if "stage" in what else INT64_MAX)
 
 
 def minutes_arg(text: str) -> float:
@@ -108,19 +117,20 @@ def _jobs_from_body(data: Any) -> list[NewJob]:
     if not isinstance(data, dict):
         raise BadRequest('body must be a JSON object {"<jobid>": {"jobstage": int, "jobcmd": ...}}')
     jobs = []
+    limit = max_payload()
     for i, (jobid, spec) in enumerate(data.items()):
         if i % 10_000 == 9_999:
             socketio.sleep(0)  # a long list must not hold an eventlet hub
-        try:
-            key = str(int(jobid))
-        except ValueError:
-            raise BadRequest(f"job id must be an integer, got {jobid[:40]!r}") from None
+        key = str(parse_int(jobid, "job id", -INT64_MAX - 1))
         if not isinstance(spec, dict) or "jobstage" not in spec:
             raise BadRequest(f'job {key}: expected {{"jobstage": int, "jobcmd": ...}}')
         stage = spec["jobstage"]
-        if isinstance(stage, bool) or not isinstance(stage, int) or stage < 0:
-            raise BadRequest(f"job {key}: jobstage must be a non-negative integer")
-        jobs.append(NewJob(key, json.dumps(spec.get("jobcmd")), stage))
+        if isinstance(stage, bool) or not isinstance(stage, int) or not 0 <= stage <= MAX_STAGE:
+            raise BadRequest(f"job {key}: jobstage must be an integer from 0 to {MAX_STAGE}")
+        payload = json.dumps(spec.get("jobcmd"))
+        if len(payload) > limit:
+            raise payload_too_large(key, len(payload), limit)
+        jobs.append(NewJob(key, payload, stage))
     return jobs
 
 
@@ -164,7 +174,8 @@ def job_list_page():
     b = need_board()
     page = request.args.get("page", "1")
     summary = queries.board_summary(b.id)
-    table = queries.jobs_page(b.id, stage_arg(page, "page") or 1, current_app.config["PAGE_SIZE"])
+    table = queries.jobs_page(b.id, parse_int(page, "page", 0, MAX_PAGE) or 1,
+                              current_app.config["PAGE_SIZE"])
     if not wants_html():
         return json_answer({"summary": summary, "table": table})
     return render_template("job_list.html", board=b, summary=summary, table=table)
@@ -174,7 +185,7 @@ def job_list_page():
 def job_list_rows():
     """One page of the job table as JSON (the live page refreshes with it)."""
     b = need_board()
-    page = stage_arg(request.args.get("page", "1"), "page") or 1
+    page = parse_int(request.args.get("page", "1"), "page", 0, MAX_PAGE) or 1
     stage = request.args.get("stage")
     return json_answer(queries.jobs_page(
         b.id, page, current_app.config["PAGE_SIZE"],
@@ -208,16 +219,15 @@ def update_job(jobid: str, stage: str):
             filename = data["filename"]
         if "jobcmd" in data:
             payload = json.dumps(data["jobcmd"])
+            if len(payload) > max_payload():
+                raise payload_too_large(key, len(payload), max_payload())
     b = need_board()
     lifecycle.update_job(b.id, key, new_stage, filename=filename, payload=payload)
     return Response(f"Success, job {key} was updated to stage {new_stage}!", mimetype="text/plain")
 
 
 def _int_jobid(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise BadRequest(f"job id must be an integer, got {text[:40]!r}") from None
+    return parse_int(text, "job id", -INT64_MAX - 1)
 
 
 def _check_answer(b: BoardRef) -> dict[str, int]:

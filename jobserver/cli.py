@@ -88,7 +88,7 @@ def _board_or_fail(name: str):
     return board
 
 
-@main.group(help="Boards of the JSON API.")
+@main.group(help="Boards: create (API boards), list and delete (any board, classic ones too).")
 def board() -> None:
     pass
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 from typing import Any, Mapping
 
 from flask import Flask
@@ -37,6 +38,16 @@ DEFAULTS: dict[str, Any] = {
     "SQLITE_TIMEOUT": 30.0,
     # Rows per page of the job table.
     "PAGE_SIZE": 50,
+    # Request bodies: the raw size (a million-job push fits, compressed or
+    # not) and what a zlib/gzip body may inflate to, in megabytes.
+    "MAX_BODY_MB": 256.0,
+    "MAX_DECODED_MB": 512.0,
+    # The standalone (eventlet) server: seconds after which an idle or slow
+    # connection is closed, and how many may be open at once.
+    "CONNECTION_TIMEOUT": 60.0,
+    "MAX_CONNECTIONS": 10000,
+    # The largest job payload (its JSON), in kilobytes.
+    "MAX_PAYLOAD_KB": 1024.0,
 }
 
 ENV_PREFIX = "JOBSERVER_"
@@ -73,6 +84,8 @@ def load_config(app: Flask, config: Mapping[str, Any] | None = None) -> None:
     if config:
         app.config.update(config)
 
+    app.config["MAX_CONTENT_LENGTH"] = int(app.config["MAX_BODY_MB"] * (1 << 20))
+    app.config["NAME_SECRET"] = _name_secret(app)
     url = app.config["DATABASE_URL"]
     if not url:
         os.makedirs(app.instance_path, exist_ok=True)
@@ -87,10 +100,39 @@ def load_config(app: Flask, config: Mapping[str, Any] | None = None) -> None:
         )
 
 
+def _name_secret(app: Flask) -> bytes:
+    """The key of classic boards' public names: JOBSERVER_NAME_SECRET, or a
+    random one kept in the instance folder (created at first start; every
+    process of one deployment must see the same folder or the same variable)."""
+    given = os.environ.get(ENV_PREFIX + "NAME_SECRET")
+    if given:
+        return given.encode()
+    path = os.path.join(app.instance_path, "name-secret")
+    try:
+        with open(path, "rb") as f:
+            return f.read().strip()
+    except FileNotFoundError:
+        pass
+    try:
+        os.makedirs(app.instance_path, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process made it first
+        with open(path, "rb") as f:
+            return f.read().strip()
+    except OSError as exc:
+        raise SystemExit(f"cannot create {path} ({exc}): make the instance folder writable "
+                         "or set JOBSERVER_NAME_SECRET") from None
+    secret = secrets.token_hex(32).encode()
+    with os.fdopen(fd, "wb") as f:
+        f.write(secret)
+    return secret
+
+
 def describe(app: Flask, overrides: Mapping[str, Any] | None = None) -> str:
     """A secret-free summary of the effective settings (``overrides``: what
     the server mode sets over the configuration)."""
-    shown = {k: app.config[k] for k in DEFAULTS if k not in ("SECRET_KEY", "ADMIN_TOKEN", "VIEW_PASSWORD")}
+    shown = {k: app.config[k] for k in DEFAULTS
+             if k not in ("SECRET_KEY", "ADMIN_TOKEN", "VIEW_PASSWORD", "NAME_SECRET")}
     shown["DATABASE_URL"] = app.config["SQLALCHEMY_DATABASE_URI"]
     shown.update(overrides or {})
     for secret in ("ADMIN_TOKEN", "VIEW_PASSWORD"):

@@ -6,6 +6,7 @@ from flask import Blueprint, abort, current_app, jsonify, render_template, reque
 from werkzeug.exceptions import BadRequest
 
 from . import access, insights, lifecycle, queries
+from .limits import MAX_PAGE, MAX_STAGE, parse_int
 
 bp = Blueprint("dashboard", __name__)
 bp.before_request(access.guard)
@@ -27,11 +28,9 @@ def _board(name: str) -> lifecycle.BoardRef:
 
 def _table_args() -> dict:
     args = request.args
-    try:
-        stage = None if args.get("stage") in (None, "") else int(args["stage"])
-        page = max(int(args.get("page") or 1), 1)
-    except ValueError:
-        raise BadRequest("stage and page must be integers") from None
+    stage = None if args.get("stage") in (None, "") else parse_int(args["stage"], "stage", 0,
+                                                                    MAX_STAGE)
+    page = parse_int(args.get("page") or "1", "page", 1, MAX_PAGE)
     state = args.get("state") or None
     if state is not None and state not in queries.STATUSES:
         raise BadRequest(f"state must be one of {', '.join(queries.STATUSES)}")

@@ -21,7 +21,11 @@ def error_response(status: int, message: str):
 def register(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):
-        return error_response(exc.code or 500, exc.description or exc.name)
+        resp = error_response(exc.code or 500, exc.description or exc.name)
+        for name, value in exc.get_headers():  # Allow on a 405, for one
+            if name.lower() != "content-type":
+                resp.headers[name] = value
+        return resp
 
     @app.errorhandler(NotFound)
     @app.errorhandler(UnknownStage)

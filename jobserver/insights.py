@@ -125,7 +125,8 @@ def overview(board_id: int, now: float | None = None) -> dict[str, Any]:
                     "cancelled": by_stage.get(s, {}).get(JobState.CANCELLED.value, 0),
                     "lifetime": lifetimes.get(s, 0.0),
                     "kind": "done" if s == last else ("running" if s % 2 else "waiting")}
-                   for s in range(last + 1)],
+                   # the stages that exist, never a range up to a number a client sent
+                   for s in sorted({0, *names, *by_stage})],
     }
 
 

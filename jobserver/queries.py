@@ -106,10 +106,10 @@ def board_summary(board_id: int) -> dict[str, Any]:
     total = sum(counts.values()) + failed
     weighted = sum(s * n for s, n in counts.items())
     progress = 100.0 * weighted / (total * last) if total and last else 0.0
-    per_stage = [
+    per_stage = [  # the stages that exist, never a range up to a number a client sent
         {"stage": s, "count": counts.get(s, 0), "lifetime": lifetimes.get(s, 0.0),
          "working": s % 2 == 1}
-        for s in range(0, last + 1)
+        for s in sorted({0, *lifetimes, *counts})
     ]
     return {
         "total": total,

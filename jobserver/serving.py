@@ -30,7 +30,33 @@ def run_standalone(host: str, port: int, async_mode: str = "threading") -> None:
 
     app = create_app({"SWEEP_MODE": "thread", "ASYNC_MODE": async_mode, "WEBSOCKET": True})
     app.extensions["jobserver_sweeper"].start_thread()
-    log.info("jobserver on http://%s:%s (%s mode, database %s)", host, port, async_mode,
-             app.config["SQLALCHEMY_DATABASE_URI"])
-    kwargs = {"allow_unsafe_werkzeug": True} if async_mode == "threading" else {}
+    files = raise_file_limit()
+    log.info("jobserver on http://%s:%s (%s mode, database %s, up to %d open files)", host, port,
+             async_mode, app.config["SQLALCHEMY_DATABASE_URI"], files)
+    if async_mode == "threading":
+        kwargs: dict = {"allow_unsafe_werkzeug": True}
+    else:
+        # idle keep-alive connections and slow clients are closed after
+        # CONNECTION_TIMEOUT seconds, and thousands may be open at once
+        timeout = app.config["CONNECTION_TIMEOUT"]
+        kwargs = {"keepalive": timeout, "socket_timeout": timeout,
+                  "max_size": max(100, min(app.config["MAX_CONNECTIONS"], files - 100))}
     socketio.run(app, host=host, port=port, log_output=False, use_reloader=False, **kwargs)
+
+
+def raise_file_limit() -> int:
+    """Lift the soft limit on open files to the hard one: each connection is
+    a file, and the usual 1,024 would stop the server at about that many
+    (idle) clients.  Returns the limit now in force."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else 1 << 20
+    if soft == resource.RLIM_INFINITY or soft >= want:
+        return soft if soft != resource.RLIM_INFINITY else want
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    except (ValueError, OSError) as exc:
+        log.warning("could not raise the open-file limit from %d: %s", soft, exc)
+        return soft
+    return want

@@ -8,6 +8,7 @@ from werkzeug.exceptions import BadRequest, NotFound
 
 from .. import lifecycle, queries
 from ..lifecycle import Advance
+from ..limits import MAX_STAGE, max_payload, parse_int, payload_too_large
 from . import bp
 from .auth import board_for_request
 from .schema import body_items, body_object, get, int_list
@@ -22,6 +23,7 @@ def _new_jobs(items: list) -> list[tuple[str, str, int]]:
     times (the checks are exact type tests: a bool is no int)."""
     jobs = []
     append, dumps = jobs.append, json.dumps
+    limit = max_payload()
     for n, item in enumerate(items, 1):
         if type(item) is not dict or "key" not in item:
             raise BadRequest(f"job {n}: expected an object {{\"key\": ..., \"payload\": ...}}")
@@ -33,9 +35,12 @@ def _new_jobs(items: list) -> list[tuple[str, str, int]]:
         if not 0 < len(key) <= MAX_KEY:
             raise BadRequest(f"job {n}: 'key' must be 1 to {MAX_KEY} characters")
         stage = item.get("stage", 0)
-        if type(stage) is not int or stage < 0:
-            raise BadRequest(f"job {n}: 'stage' must be a non-negative integer")
-        append((key, dumps(item.get("payload")), stage))
+        if type(stage) is not int or not 0 <= stage <= MAX_STAGE:
+            raise BadRequest(f"job {n}: 'stage' must be an integer from 0 to {MAX_STAGE}")
+        payload = dumps(item.get("payload"))
+        if len(payload) > limit:
+            raise payload_too_large(key, len(payload), limit)
+        append((key, payload, stage))
     return jobs
 
 
@@ -51,12 +56,10 @@ def push(name: str):
 def list_jobs(name: str):
     board = board_for_request(name)
     args = request.args
-    try:
-        stage = None if args.get("stage") in (None, "") else int(args["stage"])
-        after = int(args.get("cursor") or 0)
-        limit = min(max(int(args.get("limit") or 100), 1), 1000)
-    except ValueError:
-        raise BadRequest("stage, cursor and limit must be integers") from None
+    stage = None if args.get("stage") in (None, "") else parse_int(args["stage"], "stage", 0,
+                                                                    MAX_STAGE)
+    after = parse_int(args.get("cursor") or "0", "cursor")
+    limit = parse_int(args.get("limit") or "100", "limit", 1, 1000)
     state = args.get("state") or None
     if state is not None and state not in queries.STATUSES:
         raise BadRequest(f"state must be one of {', '.join(queries.STATUSES)}")
@@ -105,9 +108,12 @@ def advance(name: str):
         if not isinstance(item, dict):
             raise BadRequest(f"attempts[{n}]: expected an object with 'attempt_id'")
         result = item.get("result")
+        result_text = None if result is None else json.dumps(result)
+        if result_text is not None and len(result_text) > max_payload():
+            raise payload_too_large(str(item.get("attempt_id")), len(result_text), max_payload())
         todo.append(Advance(
             get(item, "attempt_id", int), get(item, "to_stage", int, default=None, minimum=0),
-            None if result is None else json.dumps(result),
+            result_text,
             get(item, "filename", str, default=None), get(item, "log", str, default=None)))
     return jsonify(lifecycle.advance(board.id, todo))
 

@@ -1,13 +1,13 @@
 """Small validators for JSON request bodies: one clear 400 per mistake."""
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from flask import request
 from werkzeug.exceptions import BadRequest
 
-from ..bodies import decompress, parse_json
+from ..bodies import decompress, loads, parse_json
+from ..limits import INT64_MAX, check_int
 
 _MISSING = object()
 
@@ -22,24 +22,17 @@ def body_object() -> dict[str, Any]:
 def body_items() -> list[Any]:
     """A JSON array, or JSON lines (one value a line); gzip/zlib accepted."""
     raw = decompress(request.get_data())
-    text = raw.decode("utf-8", errors="strict") if raw else ""
+    try:
+        text = raw.decode("utf-8", errors="strict") if raw else ""
+    except UnicodeDecodeError:
+        raise BadRequest("the body is not UTF-8 text") from None
     stripped = text.lstrip()
     if not stripped:
         raise BadRequest("the body is empty: send a JSON array or JSON lines")
     if stripped.startswith("["):
-        try:
-            data = json.loads(text)
-        except ValueError as exc:
-            raise BadRequest(f"the body is not a JSON array: {exc}") from None
-        return data
-    items = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if line.strip():
-            try:
-                items.append(json.loads(line))
-            except ValueError as exc:
-                raise BadRequest(f"line {n} is not JSON: {exc}") from None
-    return items
+        return loads(text, "the body")
+    return [loads(line, f"line {n}") for n, line in enumerate(text.splitlines(), 1)
+            if line.strip()]
 
 
 def get(data: dict[str, Any], name: str, kind: type | tuple[type, ...], default: Any = _MISSING,
@@ -58,6 +51,8 @@ def get(data: dict[str, Any], name: str, kind: type | tuple[type, ...], default:
             value = float(value)
         else:
             raise BadRequest(f"'{name}' must be {_names(kinds)}")
+    if isinstance(value, int) and not isinstance(value, bool):
+        check_int(value, f"'{name}'")  # 64 bits, whatever the route allows
     if minimum is not None and value < minimum:
         raise BadRequest(f"'{name}' must be at least {minimum}")
     if maximum is not None and value > maximum:
@@ -67,7 +62,7 @@ def get(data: dict[str, Any], name: str, kind: type | tuple[type, ...], default:
 
 def int_list(data: dict[str, Any], name: str, max_len: int = 10_000) -> list[int]:
     value = get(data, name, list)
-    if len(value) > max_len or not all(isinstance(v, int) and not isinstance(v, bool)
+    if len(value) > max_len or not all(type(v) is int and -INT64_MAX <= v <= INT64_MAX
                                        for v in value):
         raise BadRequest(f"'{name}' must be a list of at most {max_len} integers")
     return value

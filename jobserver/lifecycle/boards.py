@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 import re
 import secrets
@@ -13,6 +14,7 @@ from sqlalchemy import Connection, bindparam, delete, func, select, update
 
 from .. import live
 from ..dialect import insert_ignore, write_transaction
+from ..limits import MAX_STAGE
 from .common import (BOARDS, STAGES, TOKENS, BoardRef, Conflict, LifecycleError, NotFound,
                      _check_stages, _dialect, _engine)
 
@@ -26,10 +28,34 @@ def _ref_of(row: Any) -> BoardRef:
     return BoardRef(row.id, row.name, row.jobix)
 
 
-def classic_board_name(jobix: int) -> str:
-    """A board name for a classic jobix that does not reveal the jobix."""
-    digest = hashlib.sha256(str(jobix).encode()).hexdigest()[:10]
+def classic_board_name(jobix: int, secret: bytes | None = None) -> str:
+    """A board name for a classic jobix that does not reveal the jobix: a
+    keyed hash (the server's NAME_SECRET), so that nobody can derive the
+    jobix of a name shown on the home page by trying small numbers."""
+    key = current_app.config["NAME_SECRET"] if secret is None else secret
+    digest = hmac.new(key, str(jobix).encode(), hashlib.sha256).hexdigest()[:10]
     return f"board-{digest}"
+
+
+def _unkeyed_name(jobix: int) -> str:
+    """The name earlier versions gave: a plain hash of the jobix (guessable)."""
+    return f"board-{hashlib.sha256(str(jobix).encode()).hexdigest()[:10]}"
+
+
+def rename_guessable_boards() -> int:
+    """Give classic boards still named the old, guessable way their keyed
+    name (once, at start; classic boards are few)."""
+    with _engine().connect() as conn:
+        rows = conn.execute(select(BOARDS.c.id, BOARDS.c.name, BOARDS.c.jobix)
+                            .where(BOARDS.c.jobix.is_not(None))).all()
+    old = [r for r in rows if r.name == _unkeyed_name(r.jobix)]
+    if old:
+        with write_transaction(_engine()) as conn:
+            conn.execute(update(BOARDS).where(BOARDS.c.id == bindparam("b"))
+                         .values(name=bindparam("new_name")),
+                         [{"b": r.id, "new_name": classic_board_name(r.jobix)} for r in old])
+        log.info("renamed %d classic board(s) to keyed names", len(old))
+    return len(old)
 
 
 def _board_cache() -> dict[int, BoardRef]:
@@ -87,7 +113,9 @@ def set_board_options(board_id: int, auto_requeue: bool | None = None,
 
 def _check_minutes(minutes: Sequence[float]) -> None:
     if not minutes:
-        raise LifecycleError("give at least one lifetime, e.g. /init/60/60/0")
+        raise LifecycleError("give at least one lifetime, e.g. /init/0/60/0")
+    if len(minutes) > MAX_STAGE + 1:
+        raise LifecycleError(f"at most {MAX_STAGE + 1} stages")
     for m in minutes:
         if not (0 <= m < float("inf")):
             raise LifecycleError(f"lifetimes are minutes >= 0, got {m!r}")
@@ -272,6 +300,7 @@ def revoke_token(board_id: int, token_id: int) -> None:
                          .values(revoked_at=time.time())).rowcount
     if not n:
         raise NotFound(f"no active token {token_id} on this board")
+    current_app.extensions.get("jobserver_tokens", {}).clear()  # at once in this process
 
 
 _BOARD_OF_TOKEN = (

@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, bindparam, func, or_, select, update
 
 from ..extensions import db
+from ..limits import MAX_STAGE
 from ..models import Attempt, Board, Event, EventKind, Job, JobState, Stage, Token, Worker
 
 JOBS = Job.__table__
@@ -113,6 +114,9 @@ def _check_stages(conn: Connection | None, board_id: int, *stages: int) -> None:
     for s in stages:
         if s < 0:
             raise UnknownStage(f"stage must be a non-negative integer, got {s}")
+        if s > MAX_STAGE:
+            raise LifecycleError(f"stage must be at most {MAX_STAGE}, got "
+                                 f"{s if s < 10**30 else 'a larger number'}")
     if conn is None:
         return
     last = conn.execute(_LAST_STAGE, {"b": board_id}).scalar()

@@ -1,0 +1,201 @@
+"""Hostile and careless input (issue 8), in-process: a fast 4xx for each,
+nothing written, no cross-site writes, no guessable names."""
+from __future__ import annotations
+
+import gzip
+import json
+import zlib
+
+import pytest
+
+from jobserver import create_app, insights, lifecycle, queries
+from jobserver.dialect import close_writer
+from jobserver.extensions import db
+
+H = {"jobix": "77"}
+
+
+def api_board(client, name="h"):
+    r = client.post("/api/v1/boards", json={"name": name})
+    assert r.status_code == 201, r.json
+    return {"Authorization": f"Bearer {r.json['token']}"}
+
+
+# ------------------------------------------------- 1. stage numbers bounded
+
+@pytest.mark.parametrize("path", ["/lifetime/9223372036854775807/1", "/lifetime/10001/1",
+                                  "/get/99999999999999999999999", "/update_job/1/10001"])
+def test_huge_stage_numbers_are_refused(client, path):
+    client.get("/init/0/30/0", headers=H)
+    r = client.get(path, headers=H)
+    assert r.status_code == 400 and "stage" in r.json["message"]
+
+
+def test_pages_list_only_the_stages_that_exist(client):
+    b = lifecycle.ensure_board(78)  # no /init: no declared stages
+    lifecycle.push(b.id, [("a", "null", 0), ("b", "null", 10_000)])
+    assert [s["stage"] for s in queries.board_summary(b.id)["stages"]] == [0, 10_000]
+    assert [s["stage"] for s in insights.overview(b.id)["stages"]] == [0, 10_000]
+    r = client.post("/set", headers={"jobix": "78"},
+                    data=json.dumps({"9": {"jobstage": 10_001, "jobcmd": 1}}))
+    assert r.status_code == 400
+
+
+# ------------------------------------------------------------- 2. body sizes
+
+def test_a_decompression_bomb_is_refused_while_inflating(app, client):
+    app.config["MAX_DECODED_MB"] = 8
+    bomb = zlib.compress(b"[" + b" " * (64 << 20) + b"]", 9)  # 64 MB of blanks, ~64 KB
+    assert len(bomb) < 200_000
+    r = client.post("/set", data=bomb, headers=H)
+    assert r.status_code == 413 and "MAX_DECODED_MB" in r.json["message"]
+
+
+def test_a_plain_body_over_the_limit_is_refused(app, client):
+    app.config["MAX_CONTENT_LENGTH"] = 1 << 20
+    r = client.post("/set", data=b" " * (2 << 20), headers=H)
+    assert r.status_code == 413
+
+
+def test_a_payload_over_its_limit_is_refused_and_nothing_written(app, client):
+    app.config["MAX_PAYLOAD_KB"] = 1
+    auth = api_board(client)
+    jobs = [{"key": "ok", "payload": "x"}, {"key": "big", "payload": "x" * 2000}]
+    r = client.post("/api/v1/boards/h/jobs", json=jobs, headers=auth)
+    assert r.status_code == 413 and "big" in r.json["message"] and "MAX_PAYLOAD_KB" in r.json["message"]
+    assert client.get("/api/v1/boards/h", headers=auth).json["total"] == 0
+    body = zlib.compress(json.dumps({"1": {"jobstage": 0, "jobcmd": "y" * 2000}}).encode())
+    assert client.post("/set", data=body, headers=H).status_code == 413
+
+
+def test_a_truncated_gzip_body_is_refused_and_nothing_written(client):
+    auth = api_board(client)
+    body = gzip.compress(json.dumps([{"key": f"k{i}"} for i in range(1000)]).encode())
+    cut = body[:len(body) * 2 // 3]
+    r = client.post("/api/v1/boards/h/jobs", data=cut, headers={**auth, "Content-Encoding": "gzip"})
+    assert r.status_code == 400 and "cut short" in r.json["message"]
+    assert client.get("/api/v1/boards/h", headers=auth).json["total"] == 0
+    zcut = zlib.compress(json.dumps({"1": {"jobstage": 0, "jobcmd": 1}}).encode())[:-6]
+    assert client.post("/set", data=zcut, headers=H).status_code == 400
+
+
+# ------------------------------------------------- 5. no 500 on odd input
+
+@pytest.mark.parametrize("path", ["/get?page=" + "9" * 30, "/get/rows?page=" + "9" * 30,
+                                  "/get?page=2000000"])
+def test_huge_page_numbers_are_a_400(client, path):
+    client.get("/init/0/30/0", headers=H)
+    r = client.get(path, headers=H)
+    assert r.status_code == 400 and "page" in r.json["message"]
+
+
+def test_huge_integers_are_a_400_everywhere(client):
+    assert client.get("/get/0", headers={"jobix": "9" * 40}).status_code == 403
+    auth = api_board(client)
+    for body in ({"stage": 0, "worker": "w", "to_stage": 2**70},
+                 {"stage": 0, "worker": "w", "n": 2**64}):
+        assert client.post("/api/v1/boards/h/claim", json=body, headers=auth).status_code == 400
+    assert client.post("/api/v1/boards/h/fail", json={"attempt_id": 2**63},
+                       headers=auth).status_code == 400
+    assert client.post("/api/v1/boards/h/release", json={"attempt_ids": [2**64]},
+                       headers=auth).status_code == 400
+    assert client.get("/api/v1/boards/h/jobs?cursor=" + "9" * 30, headers=auth).status_code == 400
+    assert client.get("/boards/h/jobs.json?page=" + "9" * 30).status_code == 400
+    assert client.put("/api/v1/boards/h/stages/" + "9" * 30, json={"lifetime": 1},
+                      headers=auth).status_code in (400, 404)
+
+
+def test_deeply_nested_json_is_a_400(client):
+    deep = b"[" * 100_000 + b"]" * 100_000
+    assert client.post("/set", data=deep, headers=H).status_code == 400
+    auth = api_board(client)
+    r = client.post("/api/v1/boards/h/claim", data=deep, headers=auth)
+    assert r.status_code == 400 and "nested" in r.json["message"]
+
+
+def test_non_ascii_credentials_are_refused_not_crashed(tmp_path):
+    app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'c.sqlite'}", "SWEEP_MODE": "off",
+                      "ADMIN_TOKEN": "adm", "VIEW_PASSWORD": "pw"})
+    c = app.test_client()
+    import base64
+
+    basic = base64.b64encode("u:pässwörd".encode()).decode()
+    assert c.get("/boards/x", headers={"Authorization": f"Basic {basic}"}).status_code == 401
+    r = c.post("/api/v1/boards", json={"name": "x"},
+               headers={"Authorization": "Bearer tökén".encode().decode("latin-1")})
+    assert r.status_code == 401
+    with app.app_context():
+        close_writer(db.engine)
+
+
+def test_405_says_what_is_allowed(client):
+    r = client.delete("/api/v1/boards/h/claim")
+    assert r.status_code == 405 and set(r.headers["Allow"].split(", ")) >= {"POST"}
+
+
+# ------------------------------------------------- 3. no guessable names
+
+def test_classic_names_are_keyed_not_a_plain_hash(client, app):
+    import hashlib
+
+    client.get("/init/0/30/0", headers={"jobix": "1234"})
+    name = lifecycle.find_board(1234).name
+    assert name != "board-" + hashlib.sha256(b"1234").hexdigest()[:10]
+    assert name == lifecycle.classic_board_name(1234)
+    assert name != lifecycle.classic_board_name(1234, b"another server's secret")
+
+
+def test_boards_named_the_old_way_are_renamed_at_start(tmp_path, monkeypatch):
+    import hashlib
+
+    monkeypatch.setenv("JOBSERVER_INSTANCE", str(tmp_path / "inst"))
+    url = f"sqlite:///{tmp_path / 'r.sqlite'}"
+    app = create_app({"DATABASE_URL": url, "SWEEP_MODE": "off"})
+    with app.app_context():
+        b = lifecycle.ensure_board(5)
+        old = "board-" + hashlib.sha256(b"5").hexdigest()[:10]
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql("UPDATE boards SET name = ? WHERE id = ?", (old, b.id))
+        close_writer(db.engine)
+        db.engine.dispose()
+    app = create_app({"DATABASE_URL": url, "SWEEP_MODE": "off"})
+    with app.app_context():
+        assert lifecycle.board_by_name(old) is None
+        assert lifecycle.list_boards()[0]["name"] == lifecycle.classic_board_name(5)
+        close_writer(db.engine)
+        db.engine.dispose()
+
+
+# ------------------------------------------------- 4. no cross-site writes
+
+@pytest.mark.parametrize("path", ["/update_job/1/2?jobix=77", "/lifetime/1/1000?jobix=77",
+                                  "/get/0?jobix=77", "/init/0/1/0?jobix=77",
+                                  "/check_stages/1/0?jobix=77"])
+def test_writes_take_the_jobix_from_the_header_only(client, path):
+    client.get("/init/0/30/0", headers=H)
+    client.post("/set", data=json.dumps({"1": {"jobstage": 0, "jobcmd": 1}}), headers=H)
+    r = client.get(path)  # what an <img src=...> on another site sends
+    assert r.status_code == 403 and "header" in r.json["message"]
+    assert client.get("/lifetime?jobix=77").status_code == 200  # read-only pages keep it
+    assert queries.job_detail(lifecycle.find_board(77).id, "1")["stage"] == 0
+
+
+def test_a_cross_site_form_cannot_add_a_job_or_create_a_board(client):
+    form = {"Content-Type": "text/plain", "Origin": "http://evil.example"}
+    r = client.post("/set?jobix=77", data='{"1": {"jobstage": 0, "jobcmd": "rm -rf ~"}}',
+                    headers=form)
+    assert r.status_code == 403
+    r = client.post("/api/v1/boards", data='{"name": "evil"}', headers=form)
+    assert r.status_code == 403
+    assert lifecycle.board_by_name("evil") is None
+    # the same writes from the server's own pages go through
+    own = {"Origin": "http://localhost"}
+    assert client.post("/api/v1/boards", json={"name": "mine"}, headers=own).status_code == 201
+
+
+def test_revocation_takes_effect_at_once(client):
+    auth = api_board(client)
+    assert client.get("/api/v1/boards/h", headers=auth).status_code == 200
+    b = lifecycle.board_by_name("h")
+    lifecycle.revoke_token(b.id, lifecycle.list_tokens(b.id)[0]["id"])
+    assert client.get("/api/v1/boards/h", headers=auth).status_code == 401
