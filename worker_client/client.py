@@ -242,12 +242,15 @@ class Client:
             body["resources"] = resources
         return self._request("POST", "/heartbeat", json_body=body)
 
-    def goodbye(self) -> None:
+    def goodbye(self, resources: dict[str, Any] | None = None) -> None:
         """Tell the server this worker stops cleanly (it is then shown as
-        stopped, not lost)."""
-        self._request("POST", "/heartbeat", json_body={
-            "worker": self.worker, "host": socket.gethostname(), "pid": os.getpid(),
-            "running": list(self._running), "stopped": True})
+        stopped, not lost), with its last ``resources`` sample if given."""
+        body: dict[str, Any] = {"worker": self.worker, "host": socket.gethostname(),
+                                "pid": os.getpid(), "running": list(self._running),
+                                "stopped": True}
+        if resources:
+            body["resources"] = resources
+        self._request("POST", "/heartbeat", json_body=body)
 
     def lease_seconds(self, stage: int) -> float | None:
         """The lifetime (seconds) of the stage a job claimed at ``stage``

@@ -1,5 +1,6 @@
 """What the read commands print (`status`, `job`, `workers`, `watch`): pure
-functions from the API's answers to lines a person reads."""
+functions from the API's answers to lines a person reads (plain ASCII of
+our own: a node's terminal may not speak UTF-8)."""
 from __future__ import annotations
 
 import json
@@ -46,12 +47,12 @@ def failure_lines(failures: dict[str, Any], limit: int = FAILURE_GROUPS) -> list
     width = len(str(max(g["count"] for g in shown)))
     for g in shown:
         keys = list(g.get("keys") or [])[:KEYS_SHOWN]
-        more = " …" if g["count"] > len(keys) else ""
-        out.append(f"  {g['count']:>{width}} × {g['error'] or '(no error text)'}"
+        more = ", ..." if g["count"] > len(keys) else ""
+        out.append(f"  {g['count']:>{width}} x {g['error'] or '(no error text)'}"
                    f"   [{', '.join(keys)}{more}]")
     if distinct > len(shown):
         rest = total - sum(g["count"] for g in shown)
-        out.append(f"  … and {distinct - len(shown)} more distinct errors ({rest} jobs)")
+        out.append(f"  ... and {distinct - len(shown)} more distinct errors ({rest} jobs)")
     return out
 
 
@@ -126,7 +127,7 @@ def status_lines(board: str, s: dict[str, Any], failures: dict[str, Any] | None,
                        f"{age(w.get('last_seen'), now)}, last cpu "
                        f"{res.get('cpu_percent', '?')}%")
         if len(lost) > 20:
-            out.append(f"  … and {len(lost) - 20} more")
+            out.append(f"  ... and {len(lost) - 20} more")
     return out
 
 
@@ -162,7 +163,8 @@ def job_lines(job: dict[str, Any], lines: int = 30, now: float | None = None) ->
         out.append(f"  last try    stage {a['stage']} on {a.get('worker') or '?'} "
                    f"({a.get('host') or '?'}), {when}")
     if job.get("error"):
-        out.append(f"  error       {last_line(job['error'])}")
+        label = "error      " if job.get("state") == "failed" else "last error "
+        out.append(f"  {label} {last_line(job['error'])}")
     out.append(f"  payload     {_compact(job.get('payload'))}")
     if job.get("result") is not None:
         out.append(f"  result      {_compact(job['result'])}")
@@ -182,7 +184,7 @@ def job_lines(job: dict[str, Any], lines: int = 30, now: float | None = None) ->
 
 def _compact(value: Any, width: int = 200) -> str:
     text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-    return text if len(text) <= width else text[:width - 1] + "…"
+    return text if len(text) <= width else text[:width - 3] + "..."
 
 
 def worker_lines(workers: Sequence[dict[str, Any]], now: float | None = None) -> list[str]:

@@ -57,7 +57,7 @@ class ApiSource:
         return set(answer["cancelled"]) | set(answer["lost"])
 
     def goodbye(self) -> None:
-        self.client.goodbye()
+        self.client.goodbye(resources=host_sample())
 
 
 class ClassicSource:

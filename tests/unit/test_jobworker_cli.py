@@ -336,6 +336,12 @@ def test_workers_lists_hosts_load_and_ages(new_board):
     assert row.split()[0] == c.worker and "alive" in row.split()
     assert re.search(r"\b1\s+12%\s+40%\s+\d+ s ago$", row), row
 
+    c.push([{"key": "w2", "payload": None}])
+    assert cli(c, "run", "--stage", "0", "--", "true").exit_code == 0
+    rows = lines(cli(c, "workers").output)[1:]
+    stopped = [r for r in rows if " stopped " in r]  # `run` says goodbye with its load
+    assert len(stopped) == 1 and re.search(r"\b0\s+\d+%\s+\d+%\s+\d+ s ago$", stopped[0])
+
 
 def test_status_prints_ages_not_epochs():
     now = 1_800_000_000.0
@@ -364,8 +370,8 @@ def test_status_groups_200_failures_into_a_few_lines(new_board):
     out = lines(r.output)
     assert len(out) <= 20, r.output
     assert "200 failed jobs, 7 distinct errors:" in out
-    assert "  150 × exit code 1: boom   [f000, f001, f002 …]" in out
-    assert "   45 × ValueError: bad input   [f150, f151, f152 …]" in out
+    assert "  150 x exit code 1: boom   [f000, f001, f002, ...]" in out
+    assert "   45 x ValueError: bad input   [f150, f151, f152, ...]" in out
 
 
 def test_failures_are_grouped_here_for_a_server_without_failures():
@@ -410,7 +416,7 @@ def test_watch_exits_3_with_the_failures_when_jobs_failed(new_board):
         c.fail(job, "exit code 9: no luck") if job.key == "bad" else c.advance(job)
     r = cli(c, "watch")
     assert r.exit_code == 3, r.output
-    assert "  1 × exit code 9: no luck   [bad]" in r.output
+    assert "  1 x exit code 9: no luck   [bad]" in r.output
     assert r.output.rstrip().endswith("nothing left to run: 1 done, 1 failed, 0 cancelled")
 
 
