@@ -24,7 +24,7 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
-from classic_bench import ROOT, cpu_seconds, start_server  # noqa: E402
+from classic_bench import ADMIN_TOKEN, ROOT, cpu_seconds, start_server  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
 
@@ -34,7 +34,8 @@ def make_board(url: str, name: str):
 
     req = urllib.request.Request(f"{url}/api/v1/boards", method="POST",
                                  data=json.dumps({"name": name, "lifetimes": [0, 60, 0]}).encode(),
-                                 headers={"Content-Type": "application/json"})
+                                 headers={"Content-Type": "application/json",
+                                          "Authorization": f"Bearer {ADMIN_TOKEN}"})
     token = json.loads(urllib.request.urlopen(req).read())["token"]
     return Client(url, name, token), token
 

@@ -67,11 +67,14 @@ def worker(url: str, jobix: int, out: "mp.Queue[list[int]]", keepalive: bool) ->
     out.put(got)
 
 
+ADMIN_TOKEN = "bench-admin"  # the benchmark servers' admin token (they create boards)
+
+
 def start_server(instance: str, mode: str = "eventlet") -> tuple[subprocess.Popen, str]:
     """`jobserver serve` on a free port with a fresh SQLite file in ``instance``."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = dict(os.environ, JOBSERVER_INSTANCE=instance)
+    env = dict(os.environ, JOBSERVER_INSTANCE=instance, JOBSERVER_ADMIN_TOKEN=ADMIN_TOKEN)
     env.pop("JOBSERVER_DATABASE_URL", None)
     server = subprocess.Popen(
         [sys.executable, "-m", "jobserver", "serve", "--port", str(port), "--async-mode", mode],

@@ -45,6 +45,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# The admin token of every test server: creating boards over the API needs it.
+ADMIN_TOKEN = "test-admin"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
 POSTGRES_URL = os.environ.get("JOBSERVER_TEST_POSTGRES",
                               "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -90,7 +94,7 @@ def sqlite_app(tmp_path: Path):
 
 def _app_on(url: str):
     app = create_app({"DATABASE_URL": url, "SWEEP_MODE": "off", "TESTING": True,
-                      "LIVE_INTERVAL": 0.05})
+                      "LIVE_INTERVAL": 0.05, "ADMIN_TOKEN": ADMIN_TOKEN})
     with app.app_context():
         yield app
         app.extensions["jobserver_live"].stop()
@@ -161,7 +165,7 @@ def start_live_server(tmp_path: Path, **settings: str) -> LiveServer:
     instance = tmp_path / "instance"
     instance.mkdir(exist_ok=True)
     env = dict(os.environ, JOBSERVER_INSTANCE=str(instance), JOBSERVER_SWEEP_INTERVAL="0.5",
-               JOBSERVER_LIVE_INTERVAL="0.25")
+               JOBSERVER_LIVE_INTERVAL="0.25", JOBSERVER_ADMIN_TOKEN=ADMIN_TOKEN)
     env.pop("JOBSERVER_DATABASE_URL", None)
     env.update(settings)
     log = tmp_path / "server.log"

@@ -313,15 +313,21 @@ def cancel(obj: Ctx, keys: tuple[str, ...], everything: bool) -> None:
 @click.option("--jobs", "n_jobs", type=click.IntRange(1), default=20_000, show_default=True)
 @click.option("--clients", type=click.IntRange(1), default=8, show_default=True)
 @click.option("--batch", type=click.IntRange(1, 1000), default=100, show_default=True)
+@click.option("--admin-token", envvar="JOBSERVER_ADMIN_TOKEN", required=True,
+              help="The server's admin token (JOBSERVER_ADMIN_TOKEN): the benchmark "
+                   "creates boards of its own, and deletes them when done.")
 @click.pass_obj
 @_fail_cleanly
-def bench(obj: Ctx, n_jobs: int, clients: int, batch: int) -> None:
+def bench(obj: Ctx, n_jobs: int, clients: int, batch: int, admin_token: str) -> None:
     """Measure push, batch lifecycle (claim/advance BATCH, CLIENTS at once) and
-    the single-job loop against --url on a fresh board of its own."""
+    the single-job loop against --url on fresh boards of its own."""
     from .bench import run_bench
 
-    for line in run_bench(obj.checked_url(), n_jobs, clients, batch):
-        click.echo(line)
+    try:
+        for line in run_bench(obj.checked_url(), admin_token, n_jobs, clients, batch):
+            click.echo(line)
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 if __name__ == "__main__":  # pragma: no cover

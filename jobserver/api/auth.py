@@ -76,10 +76,11 @@ def board_or_admin(name: str) -> BoardRef:
 
 
 def require_admin() -> None:
-    """Creating boards needs ADMIN_TOKEN when one is configured."""
-    admin = current_app.config.get("ADMIN_TOKEN") or ""
-    if not admin:
-        return
+    """Creating boards over the API needs the admin token: closed by default."""
+    if not current_app.config.get("ADMIN_TOKEN"):
+        raise Forbidden("creating boards over the API is off on this server: create one with "
+                        "`jobserver board create NAME` where the server runs, or set "
+                        "JOBSERVER_ADMIN_TOKEN there and send it as 'Authorization: Bearer <token>'")
     if not is_admin():
         raise Unauthorized("creating a board needs the server's admin token "
                            "(JOBSERVER_ADMIN_TOKEN) as 'Authorization: Bearer <token>'")

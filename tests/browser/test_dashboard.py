@@ -12,7 +12,7 @@ import psutil
 import pytest
 import requests
 
-from tests.conftest import artifacts_dir, start_live_server
+from tests.conftest import ADMIN, artifacts_dir, start_live_server
 from worker_client import Client
 
 
@@ -24,7 +24,7 @@ def server(tmp_path):
 
 
 def board(url: str, name: str, lifetimes=(0, 5, 0), max_attempts: int = 3) -> Client:
-    r = requests.post(f"{url}/api/v1/boards", json={
+    r = requests.post(f"{url}/api/v1/boards", headers=ADMIN, json={
         "name": name, "lifetimes": list(lifetimes), "max_attempts": max_attempts,
         "stage_names": ["queued", "running", "done"]})
     r.raise_for_status()
@@ -54,7 +54,7 @@ def test_board_page_follows_a_draining_board(server, page):
     # mid-run: running jobs and a throughput show up
     page.wait_for_function("Number(document.getElementById('done').textContent) > 20")
     page.wait_for_function("document.querySelectorAll('#workers tbody tr[data-worker]').length == 1")
-    assert w.wait(120) == 0
+    assert w.wait(120) == 3  # 4 jobs failed for good: jobworker says so in its exit code
     page.wait_for_function("document.getElementById('done').textContent === '196'", timeout=10000)
     page.wait_for_function("document.getElementById('failed').textContent === '4'")
     assert page.evaluate("window.__same_page") is True  # live, no reload

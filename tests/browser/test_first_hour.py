@@ -9,7 +9,7 @@ import time
 import pytest
 import requests
 
-from tests.conftest import artifacts_dir, start_live_server
+from tests.conftest import ADMIN, artifacts_dir, start_live_server
 from worker_client import Client
 
 pytestmark = pytest.mark.browser
@@ -23,7 +23,7 @@ def server(tmp_path):
 
 
 def board(url: str, name: str, max_attempts: int = 3) -> Client:
-    r = requests.post(f"{url}/api/v1/boards", json={
+    r = requests.post(f"{url}/api/v1/boards", headers=ADMIN, json={
         "name": name, "lifetimes": [0, 5, 0], "max_attempts": max_attempts,
         "stage_names": ["queued", "running", "done"]})
     r.raise_for_status()

@@ -15,7 +15,7 @@ import psutil
 import pytest
 import requests
 
-from tests.conftest import start_live_server
+from tests.conftest import ADMIN, start_live_server
 from worker_client import ApiError, Client
 
 JOBWORKER = [sys.executable, "-m", "worker_client"]
@@ -29,7 +29,7 @@ def fleet_server(tmp_path):
 
 
 def new_board(url: str, name: str, lifetimes: list[float], max_attempts: int = 3) -> Client:
-    r = requests.post(f"{url}/api/v1/boards", json={"name": name, "lifetimes": lifetimes,
+    r = requests.post(f"{url}/api/v1/boards", headers=ADMIN, json={"name": name, "lifetimes": lifetimes,
                                                     "max_attempts": max_attempts})
     r.raise_for_status()
     return Client(url, name, r.json()["token"], retry_for=60)

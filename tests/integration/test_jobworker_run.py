@@ -14,12 +14,13 @@ import time
 import requests
 
 from worker_client import Client
+from tests.conftest import ADMIN
 
 JOBWORKER = [sys.executable, "-m", "worker_client"]
 
 
 def new_board(url: str, name: str, lifetimes: list[float], max_attempts: int = 3) -> Client:
-    r = requests.post(f"{url}/api/v1/boards", json={"name": name, "lifetimes": lifetimes,
+    r = requests.post(f"{url}/api/v1/boards", headers=ADMIN, json={"name": name, "lifetimes": lifetimes,
                                                     "max_attempts": max_attempts}, timeout=30)
     r.raise_for_status()
     return Client(url, name, r.json()["token"], retry_for=30)

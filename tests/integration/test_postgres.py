@@ -6,7 +6,7 @@ import collections
 
 import requests
 
-from tests.conftest import POSTGRES_URL, _fresh_postgres, _postgres_available, require, start_live_server
+from tests.conftest import ADMIN, POSTGRES_URL, _fresh_postgres, _postgres_available, require, start_live_server
 from worker_client import Client
 
 from .helpers import counts, push_jobs
@@ -26,7 +26,7 @@ def test_server_on_postgresql(tmp_path):
         assert sorted(ids) == list(range(600))
         assert counts(url, 8) == {0: 0, 1: 0, 2: 600}
 
-        r = requests.post(f"{url}/api/v1/boards", json={"name": "pg", "lifetimes": [0, 5, 0]})
+        r = requests.post(f"{url}/api/v1/boards", headers=ADMIN, json={"name": "pg", "lifetimes": [0, 5, 0]})
         c = Client(url, "pg", r.json()["token"])
         assert c.push({"key": f"p{i}", "payload": i} for i in range(300)) == {
             "created": 300, "existing": 0}

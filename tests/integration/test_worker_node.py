@@ -10,7 +10,7 @@ import sys
 
 import requests
 
-from tests.conftest import ROOT
+from tests.conftest import ADMIN, ROOT
 
 
 def test_worker_installs_alone_and_drains_a_board(live_server, tmp_path):
@@ -43,7 +43,7 @@ def test_worker_installs_alone_and_drains_a_board(live_server, tmp_path):
                             text=True, timeout=60)
     assert helped.returncode == 0 and "watch" in helped.stdout, helped.stderr
 
-    r = requests.post(f"{live_server.url}/api/v1/boards",
+    r = requests.post(f"{live_server.url}/api/v1/boards", headers=ADMIN,
                       json={"name": "node", "lifetimes": [0, 5, 0]})
     r.raise_for_status()
     env.update(JOBSERVER_URL=live_server.url, JOBSERVER_BOARD="node",

@@ -9,11 +9,12 @@ import pytest
 from openapi_spec_validator import validate
 
 from jobserver import lifecycle
+from tests.conftest import ADMIN
 
 
 @pytest.fixture
 def board(client):
-    r = client.post("/api/v1/boards", json={"name": "sims", "lifetimes": [0, 1, 0],
+    r = client.post("/api/v1/boards", headers=ADMIN, json={"name": "sims", "lifetimes": [0, 1, 0],
                                             "stage_names": ["todo", "running", "done"],
                                             "max_attempts": 2})
     assert r.status_code == 201
@@ -46,11 +47,11 @@ def test_create_board_and_summary(client, board):
     s = status(client, board)
     assert s["board"] == "sims" and s["max_attempts"] == 2
     assert [st["name"] for st in s["stages"]] == ["todo", "running", "done"]
-    dup = client.post("/api/v1/boards", json={"name": "sims"})
+    dup = client.post("/api/v1/boards", headers=ADMIN, json={"name": "sims"})
     assert dup.status_code == 409 and dup.json["error"] == "Conflict"
-    bad = client.post("/api/v1/boards", json={"name": "no spaces allowed"})
+    bad = client.post("/api/v1/boards", headers=ADMIN, json={"name": "no spaces allowed"})
     assert bad.status_code == 400
-    taken = client.post("/api/v1/boards", json={"name": "board-0123456789"})
+    taken = client.post("/api/v1/boards", headers=ADMIN, json={"name": "board-0123456789"})
     assert taken.status_code == 400 and "classic" in taken.json["message"]
 
 
@@ -169,7 +170,7 @@ def test_bad_tokens(client, board, headers, status_code):
 
 
 def test_token_of_another_board_is_403(client, board):
-    other = client.post("/api/v1/boards", json={"name": "other"}).json["token"]
+    other = client.post("/api/v1/boards", headers=ADMIN, json={"name": "other"}).json["token"]
     r = client.get("/api/v1/boards/sims", headers={"Authorization": f"Bearer {other}"})
     assert r.status_code == 403
     r = client.get("/api/v1/boards/nope", headers={"Authorization": f"Bearer {other}"})

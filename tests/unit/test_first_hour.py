@@ -15,10 +15,11 @@ from jobserver.cli import main
 from jobserver.dialect import close_writer
 from jobserver.extensions import db
 from jobserver.lifecycle import Advance, NewJob
+from tests.conftest import ADMIN
 
 
 def api_board(client, name="pipe", **spec):
-    r = client.post("/api/v1/boards", json={"name": name, **spec})
+    r = client.post("/api/v1/boards", headers=ADMIN, json={"name": name, **spec})
     assert r.status_code == 201, r.json
     return {"Authorization": f"Bearer {r.json['token']}"}
 
@@ -214,15 +215,15 @@ def test_boards_are_listed_and_deleted_over_the_api(client):
     auth = api_board(client, name="one")
     other = api_board(client, name="two")
     client.post("/api/v1/boards/one/jobs", json=[{"key": "a"}, {"key": "b"}], headers=auth)
-    listed = client.get("/api/v1/boards").json["boards"]
+    listed = client.get("/api/v1/boards", headers=ADMIN).json["boards"]
     assert [(b["name"], b["jobs"]) for b in listed] == [("one", 2), ("two", 0)]
     assert client.delete("/api/v1/boards/one").status_code == 401
     assert client.delete("/api/v1/boards/one", headers=other).status_code == 403
     r = client.delete("/api/v1/boards/one", headers=auth)
     assert r.status_code == 200 and r.json == {"board": "one", "deleted_jobs": 2}
-    assert [b["name"] for b in client.get("/api/v1/boards").json["boards"]] == ["two"]
+    assert [b["name"] for b in client.get("/api/v1/boards", headers=ADMIN).json["boards"]] == ["two"]
     assert client.get("/api/v1/boards/one", headers=auth).status_code == 401  # token gone
-    assert client.post("/api/v1/boards", json={"name": "one"}).status_code == 201  # name free
+    assert client.post("/api/v1/boards", headers=ADMIN, json={"name": "one"}).status_code == 201  # name free
 
 
 def test_admin_token_guards_the_board_list(tmp_path):
@@ -260,9 +261,9 @@ def test_board_list_and_delete_commands(monkeypatch, tmp_path):
 # ----------------------------------------------- 7. boards that cannot work
 
 def test_boards_must_end_on_a_resting_stage(client, monkeypatch, tmp_path):
-    r = client.post("/api/v1/boards", json={"name": "odd", "lifetimes": [0, 2]})
+    r = client.post("/api/v1/boards", headers=ADMIN, json={"name": "odd", "lifetimes": [0, 2]})
     assert r.status_code == 400 and "odd number" in r.json["message"]
-    assert client.get("/api/v1/boards").json["boards"] == []  # nothing written
+    assert client.get("/api/v1/boards", headers=ADMIN).json["boards"] == []  # nothing written
     auth = api_board(client, name="plain")
     stages = client.get("/api/v1/boards/plain", headers=auth).json["stages"]
     assert [(s["stage"], s["lifetime"]) for s in stages] == [(0, 0), (1, 30), (2, 0)]

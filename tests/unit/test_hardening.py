@@ -11,12 +11,13 @@ import pytest
 from jobserver import create_app, insights, lifecycle, queries
 from jobserver.dialect import close_writer
 from jobserver.extensions import db
+from tests.conftest import ADMIN
 
 H = {"jobix": "77"}
 
 
 def api_board(client, name="h"):
-    r = client.post("/api/v1/boards", json={"name": name})
+    r = client.post("/api/v1/boards", headers=ADMIN, json={"name": name})
     assert r.status_code == 201, r.json
     return {"Authorization": f"Bearer {r.json['token']}"}
 
@@ -190,7 +191,7 @@ def test_a_cross_site_form_cannot_add_a_job_or_create_a_board(client):
     assert lifecycle.board_by_name("evil") is None
     # the same writes from the server's own pages go through
     own = {"Origin": "http://localhost"}
-    assert client.post("/api/v1/boards", json={"name": "mine"}, headers=own).status_code == 201
+    assert client.post("/api/v1/boards", json={"name": "mine"}, headers={**own, **ADMIN}).status_code == 201
 
 
 def test_revocation_takes_effect_at_once(client):
@@ -199,3 +200,16 @@ def test_revocation_takes_effect_at_once(client):
     b = lifecycle.board_by_name("h")
     lifecycle.revoke_token(b.id, lifecycle.list_tokens(b.id)[0]["id"])
     assert client.get("/api/v1/boards/h", headers=auth).status_code == 401
+
+
+# ------------------------------------------------- 7. closed by default
+
+def test_board_creation_is_closed_without_an_admin_token(tmp_path):
+    app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'o.sqlite'}", "SWEEP_MODE": "off"})
+    c = app.test_client()
+    r = c.post("/api/v1/boards", json={"name": "anyone"})
+    assert r.status_code == 403 and "jobserver board create" in r.json["message"]
+    assert "JOBSERVER_ADMIN_TOKEN" in r.json["message"]
+    with app.app_context():
+        assert lifecycle.board_by_name("anyone") is None
+        close_writer(db.engine)

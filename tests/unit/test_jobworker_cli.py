@@ -15,7 +15,7 @@ import pytest
 import requests
 from click.testing import CliRunner
 
-from tests.conftest import free_port, start_live_server
+from tests.conftest import ADMIN, free_port, start_live_server
 from worker_client import Client
 from worker_client.cli import main
 from worker_client.output import file_stem
@@ -40,7 +40,7 @@ def new_board(server):
 
     def make(lifetimes=(0, 1, 0), max_attempts: int = 3) -> Client:
         name = f"cli{next(_boards)}"
-        r = requests.post(f"{server.url}/api/v1/boards",
+        r = requests.post(f"{server.url}/api/v1/boards", headers=ADMIN,
                           json={"name": name, "lifetimes": list(lifetimes),
                                 "max_attempts": max_attempts}, timeout=30)
         r.raise_for_status()
