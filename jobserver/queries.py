@@ -223,6 +223,31 @@ def board_status(board_id: int) -> dict[str, Any]:
     }
 
 
+def orphaned(board_id: int) -> dict[str, int]:
+    """Running jobs per stage that will come back to the pool: their worker
+    is lost, or they overstay their stage's lifetime (flagged).  A worker
+    that found nothing to claim waits for these before it leaves."""
+    lost = db.session.execute(
+        select(ATTEMPTS.c.stage, func.count())
+        .join(WORKERS, (WORKERS.c.board_id == ATTEMPTS.c.board_id)
+              & (WORKERS.c.name == ATTEMPTS.c.worker))
+        .where(ATTEMPTS.c.board_id == board_id, ATTEMPTS.c.ended_at.is_(None),
+               WORKERS.c.state == WorkerState.LOST.value)
+        .group_by(ATTEMPTS.c.stage)).all()
+    flagged = db.session.execute(
+        select(JOBS.c.stage, func.count()).where(
+            JOBS.c.board_id == board_id, JOBS.c.flagged == true(),
+            JOBS.c.state == JobState.ACTIVE.value).group_by(JOBS.c.stage)).all()
+    end_read()
+    out: dict[str, int] = {}
+    for claimed_from, n in lost:  # shown at the running stage the job sits in
+        out[str(claimed_from + 1)] = out.get(str(claimed_from + 1), 0) + n
+    for stage, n in flagged:
+        if stage % 2:
+            out[str(stage)] = max(out.get(str(stage), 0), n)
+    return out
+
+
 def _api_job(r: Any, last: int) -> dict[str, Any]:
     return {"key": r.key, "stage": r.stage, "state": status_of(r.stage, r.state, last),
             "attempts": r.attempts, "flagged": bool(r.flagged), "entered_at": r.entered_at,

@@ -48,7 +48,7 @@ def board_summary(name: str):
     status = queries.board_status(board.id)
     status.pop("by_stage")
     return jsonify(board=board.name, **status, **lifecycle.board_settings(board.id),
-                   progress=insights.progress(board.id))
+                   progress=insights.progress(board.id), orphaned=queries.orphaned(board.id))
 
 
 @bp.delete("/boards/<name>")

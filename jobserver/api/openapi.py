@@ -108,6 +108,9 @@ PATHS: dict[str, Any] = {
                   "stages": {"type": "array", "items": _obj(
                       {"stage": INT, "lifetime": NUM,
                        "name": {"type": "string", "nullable": True}})},
+                  "orphaned": {"type": "object", "additionalProperties": INT,
+                               "description": "running stage -> jobs held by lost workers "
+                                              "or overstaying: they will come back"},
                   "progress": _obj({
                       "total": INT, "done": INT, "waiting": INT, "running": INT, "failed": INT,
                       "cancelled": INT, "flagged": INT, "per_minute": NUM,

@@ -213,3 +213,18 @@ def test_board_creation_is_closed_without_an_admin_token(tmp_path):
     with app.app_context():
         assert lifecycle.board_by_name("anyone") is None
         close_writer(db.engine)
+
+
+def test_status_counts_jobs_held_by_lost_workers(client):
+    auth = api_board(client, "orph")
+    client.post("/api/v1/boards/orph/jobs", json=[{"key": "a"}, {"key": "b"}], headers=auth)
+    for w in ("dies", "lives"):
+        client.post("/api/v1/boards/orph/claim", json={"stage": 0, "worker": w}, headers=auth)
+    assert client.get("/api/v1/boards/orph", headers=auth).json["orphaned"] == {}
+    b = lifecycle.board_by_name("orph")
+    import time as _t
+
+    client.post("/api/v1/boards/orph/heartbeat", json={"worker": "lives"}, headers=auth)
+    lifecycle.sweep(board_id=b.id, now=_t.time() + 30, lost_after=20)  # "dies" went silent
+    client.post("/api/v1/boards/orph/heartbeat", json={"worker": "lives"}, headers=auth)
+    assert client.get("/api/v1/boards/orph", headers=auth).json["orphaned"] == {"1": 1}
