@@ -2,30 +2,24 @@
 from __future__ import annotations
 
 from flask import current_app, jsonify, request
-from werkzeug.exceptions import BadRequest
 
 from .. import insights, lifecycle, queries
+from ..limits import check_int
 from . import bp
 from .auth import bearer, board_for_request, board_or_admin, is_admin, require_admin
-from .schema import body_object, get
+from .openapi import STAGE
+from .validate import body_object, check_body
 
 
 @bp.post("/boards")
 def create_board():
     require_admin()
-    data = body_object()
-    name = get(data, "name", str)
-    lifetimes = get(data, "lifetimes", list, default=[])
-    names = get(data, "stage_names", list, default=[])
-    if not all(isinstance(m, (int, float)) and not isinstance(m, bool) for m in lifetimes):
-        raise BadRequest("'lifetimes' must be a list of minutes (numbers, 0 = forever)")
-    if not all(isinstance(n, str) for n in names):
-        raise BadRequest("'stage_names' must be a list of strings")
+    data = check_body(body_object(), "/boards")
     board = lifecycle.create_board(
-        name, [float(m) for m in lifetimes], names,
-        max_attempts=get(data, "max_attempts", int, default=3, minimum=1, maximum=1000),
-        auto_requeue=get(data, "auto_requeue", bool, default=True))
-    token = lifecycle.issue_token(board.id, get(data, "token_name", str, default="default"))
+        data["name"], [float(m) for m in data.get("lifetimes") or []],
+        data.get("stage_names") or [], max_attempts=data.get("max_attempts", 3),
+        auto_requeue=data.get("auto_requeue", True))
+    token = lifecycle.issue_token(board.id, data.get("token_name", "default"))
     resp = jsonify(board=board.name, token=token, url=request.url_root.rstrip("/"))
     resp.status_code = 201
     return resp
@@ -69,10 +63,10 @@ def failures(name: str):
 def set_stage(name: str, stage: int):
     """Change a stage's lifetime (minutes) and/or name."""
     board = board_for_request(name)
-    data = body_object()
-    if "lifetime" in data:
-        lifecycle.set_lifetime(board.id, stage, get(data, "lifetime", float, minimum=0))
+    check_int(stage, "stage", STAGE["minimum"], STAGE["maximum"])
+    data = check_body(body_object(), "/boards/{name}/stages/{stage}", "put")
+    if data.get("lifetime") is not None:
+        lifecycle.set_lifetime(board.id, stage, float(data["lifetime"]))
     if "name" in data:
-        label = get(data, "name", str, default=None)
-        lifecycle.set_stage_name(board.id, stage, (label or "").strip()[:200] or None)
+        lifecycle.set_stage_name(board.id, stage, (data["name"] or "").strip() or None)
     return jsonify(lifecycle.board_settings(board.id))

@@ -1,19 +1,160 @@
-"""The OpenAPI 3 document of /api/v1 (served at /api/v1/openapi.json)."""
+"""The one description of /api/v1: its OpenAPI 3 document (served at
+/api/v1/openapi.json) is built from the same schema objects that validate
+the requests (api/validate.py), so every rule the server enforces is in the
+document, and the document is what the server enforces."""
 from __future__ import annotations
 
 from typing import Any
 
 from flask import jsonify
 
+from ..limits import INT64_MAX, MAX_STAGE
 from ..models import Status
+
+# ------------------------------------------------------------------ pieces
+
+INT64 = {"type": "integer", "format": "int64", "minimum": -INT64_MAX - 1, "maximum": INT64_MAX}
+ID = {"type": "integer", "format": "int64", "minimum": 0, "maximum": INT64_MAX}
+STAGE = {"type": "integer", "minimum": 0, "maximum": MAX_STAGE}
+NUM = {"type": "number"}
+BOOL = {"type": "boolean"}
+ANY: dict[str, Any] = {}
+MAX_NAME = 200  # worker, host, token and stage names (the columns' width)
+NAME = {"type": "string", "minLength": 1, "maxLength": MAX_NAME}
+TEXT = {"type": "string"}
+MINUTES = {"type": "number", "minimum": 0, "maximum": 1e9,
+           "description": "minutes; 0 = forever"}
+MAX_KEY = 200
+KEY = {"oneOf": [{"type": "string", "minLength": 1, "maxLength": MAX_KEY},
+                 {"type": "integer", "format": "int64", "minimum": -INT64_MAX - 1,
+                  "maximum": INT64_MAX}],
+       "description": "unique on the board; an integer is read as its decimal text"}
+BOARD_NAME = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$",
+              "description": "letters, digits, '.', '_' or '-'; not board-<10 hex digits>"}
+STATES = [s.value for s in Status]
+HEALTH = ["idle", "healthy", "attention", "stalled", "done", "failed"]
+MAX_CLAIM = 1000
+MAX_BATCH = 10_000  # attempts in one advance or release, ids in one heartbeat
+
+
+def obj(props: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "object", "properties": props}
+    if required:
+        out["required"] = required
+    return out
+
+
+def array(items: dict[str, Any], max_items: int | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "array", "items": items}
+    if max_items is not None:
+        out["maxItems"] = max_items
+    return out
+
+
+def nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {**schema, "nullable": True}
+
+
+# --------------------------------------------------------- request bodies
+
+NEW_JOB = obj({"key": KEY, "payload": ANY, "stage": STAGE}, ["key"])
+
+BODIES: dict[tuple[str, str], dict[str, Any]] = {
+    ("/boards", "post"): obj({
+        "name": BOARD_NAME,
+        "lifetimes": {**array(MINUTES, MAX_STAGE + 1), "minItems": 1,
+                      "description": "an odd number: the last stage is a resting one "
+                                     "[default 0/30/0]"},
+        "stage_names": {**array({"type": "string", "maxLength": MAX_NAME}, MAX_STAGE + 1),
+                        "description": "one per stage: as many as lifetimes, if both given"},
+        "max_attempts": {"type": "integer", "minimum": 1, "maximum": 1000},
+        "auto_requeue": BOOL, "token_name": NAME}, ["name"]),
+    ("/boards/{name}/stages/{stage}", "put"): obj({
+        "lifetime": MINUTES, "name": nullable({"type": "string", "maxLength": MAX_NAME})}),
+    ("/boards/{name}/jobs", "post"): {
+        **array(NEW_JOB),
+        "description": "a JSON array, or JSON lines (one job a line); gzip or zlib accepted"},
+    ("/boards/{name}/claim", "post"): obj({
+        "stage": STAGE, "n": {"type": "integer", "minimum": 1, "maximum": MAX_CLAIM},
+        "worker": NAME, "to_stage": STAGE, "host": nullable(NAME), "pid": nullable(INT64)},
+        ["stage", "worker"]),
+    ("/boards/{name}/advance", "post"): obj({"attempts": array(obj({
+        "attempt_id": ID, "to_stage": nullable(STAGE), "result": ANY,
+        "filename": nullable(TEXT), "log": nullable(TEXT)}, ["attempt_id"]), MAX_BATCH)},
+        ["attempts"]),
+    ("/boards/{name}/fail", "post"): obj({
+        "attempt_id": ID, "error": nullable(TEXT), "exit_code": nullable(INT64),
+        "log": nullable(TEXT)}, ["attempt_id"]),
+    ("/boards/{name}/release", "post"): obj({"attempt_ids": array(ID, MAX_BATCH)},
+                                            ["attempt_ids"]),
+    ("/boards/{name}/cancel", "post"): obj({"keys": nullable(array(KEY, MAX_BATCH))}),
+    ("/boards/{name}/heartbeat", "post"): obj({
+        "worker": NAME, "host": nullable(NAME), "pid": nullable(INT64),
+        "running": nullable(array(ID, MAX_BATCH)),
+        "samples": nullable({"type": "object", "additionalProperties": {"type": "object"},
+                             "description": "attempt id -> resource sample (other keys "
+                                            "are ignored)"}),
+        "logs": nullable({"type": "object", "additionalProperties": TEXT,
+                          "description": "attempt id -> the tail of its output so far "
+                                         "(other keys are ignored)"}),
+        "resources": nullable({"type": "object"}), "stopped": nullable(BOOL)}, ["worker"]),
+}
+
+# The push loop validates a million jobs without a schema library; it
+# checks exactly these (tests/unit/test_contract.py holds them together).
+PUSH_RULES = {"max_key": KEY["oneOf"][0]["maxLength"], "max_stage": STAGE["maximum"]}
+
+# ------------------------------------------------------- query parameters
+
+INCLUDE = {"type": "string", "pattern": r"^(payload|result)(,(payload|result))*$",
+           "description": "extra fields of each job, comma-separated: payload,result"}
+
+QUERIES: dict[tuple[str, str], list[dict[str, Any]]] = {
+    ("/boards/{name}/jobs", "get"): [
+        {"name": "stage", "in": "query", "required": False, "schema": STAGE},
+        {"name": "state", "in": "query", "required": False,
+         "schema": {"type": "string", "enum": STATES}},
+        {"name": "include", "in": "query", "required": False, "schema": INCLUDE},
+        {"name": "cursor", "in": "query", "required": False, "schema": ID},
+        {"name": "limit", "in": "query", "required": False,
+         "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}],
+}
+
+# --------------------------------------------------------------- answers
+
+JOB = obj({"key": TEXT, "stage": STAGE, "state": {"type": "string", "enum": STATES},
+           "attempts": {"type": "integer", "description": "spent at the current stage"},
+           "flagged": BOOL, "entered_at": NUM, "filename": nullable(TEXT),
+           "error": nullable(TEXT), "payload": ANY, "result": ANY})
+WORKER = obj({"name": TEXT, "host": nullable(TEXT), "pid": nullable({"type": "integer"}),
+              "state": {"type": "string", "enum": ["alive", "lost", "stopped"]},
+              "first_seen": NUM, "last_seen": NUM, "running": {"type": "integer"},
+              "resources": nullable({"type": "object"})})
+PROGRESS = obj({"total": {"type": "integer"}, "done": {"type": "integer"},
+                "waiting": {"type": "integer"}, "running": {"type": "integer"},
+                "failed": {"type": "integer"}, "cancelled": {"type": "integer"},
+                "flagged": {"type": "integer"}, "per_minute": NUM,
+                "eta_seconds": nullable(NUM), "progress": NUM,
+                "health": {"type": "string", "enum": HEALTH}, "health_reason": TEXT})
+COUNTS = {"type": "object", "additionalProperties": {"type": "integer"}}
+STATUS = obj({"board": TEXT, "counts": COUNTS, "total": {"type": "integer"},
+              "failed": {"type": "integer"}, "cancelled": {"type": "integer"},
+              "alive_workers": {"type": "integer"}, "lost_workers": {"type": "integer"},
+              "max_attempts": {"type": "integer"}, "auto_requeue": BOOL,
+              "stages": array(obj({"stage": STAGE, "lifetime": NUM, "name": nullable(TEXT)})),
+              "progress": PROGRESS,
+              "orphaned": {**COUNTS, "description": "running stage -> jobs held by lost "
+                                                    "workers or overstaying: they will come back"}})
+
+SCHEMAS = {
+    "Error": obj({"error": TEXT, "message": TEXT, "details": {"type": "object"}},
+                 ["error", "message"]),
+    "NewJob": NEW_JOB, "Job": JOB, "Worker": WORKER, "BoardStatus": STATUS,
+}
 
 
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _body(schema: dict[str, Any], required: bool = True) -> dict[str, Any]:
-    return {"required": required, "content": {"application/json": {"schema": schema}}}
 
 
 def _ok(schema: dict[str, Any], code: str = "200", text: str = "OK") -> dict[str, Any]:
@@ -22,166 +163,96 @@ def _ok(schema: dict[str, Any], code: str = "200", text: str = "OK") -> dict[str
 
 ERRORS = {code: {"$ref": f"#/components/responses/{name}"} for code, name in
           [("400", "BadRequest"), ("401", "Unauthorized"), ("403", "Forbidden"),
-           ("404", "NotFound"), ("409", "Conflict")]}
+           ("404", "NotFound"), ("409", "Conflict"), ("413", "TooLarge")]}
 
 BOARD = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"},
          "description": "the board's name"}
 
 
-def _op(summary: str, responses: dict[str, Any], body: dict[str, Any] | None = None,
+def _op(path: str, method: str, summary: str, responses: dict[str, Any],
         params: list[dict[str, Any]] | None = None, secured: bool = True) -> dict[str, Any]:
     op: dict[str, Any] = {"summary": summary, "responses": {**responses, **ERRORS}}
+    body = BODIES.get((path, method))
     if body is not None:
-        op["requestBody"] = body
-    op["parameters"] = [BOARD, *(params or [])] if secured else (params or [])
+        op["requestBody"] = {"required": (path, method) != ("/boards/{name}/cancel", "post"),
+                             "content": {"application/json": {"schema": body}}}
+    query = QUERIES.get((path, method), [])
+    op["parameters"] = ([BOARD] if "{name}" in path else []) + (params or []) + query
     if not secured:
         op["security"] = []
     return op
 
 
-def _obj(props: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {"type": "object", "properties": props}
-    if required:
-        out["required"] = required
-    return out
+def _paths() -> dict[str, Any]:
+    p: dict[str, Any] = {}
+
+    def add(path: str, method: str, *args: Any, **kwargs: Any) -> None:
+        p.setdefault(path, {})[method] = _op(path, method, *args, **kwargs)
+
+    add("/boards", "post", "Create a board (needs the server's admin token); answers its "
+        "first token", _ok(obj({"board": TEXT, "token": TEXT, "url": TEXT}), "201", "Created"))
+    add("/boards", "get", "List boards: all of them with the admin token (or on a server "
+        "without one), a board token's own otherwise",
+        _ok(obj({"boards": array(obj({"name": TEXT, "classic": BOOL, "created_at": NUM,
+                                      "jobs": {"type": "integer"}}))})))
+    add("/boards/{name}", "get", "Board status: counts, settings, progress, health",
+        _ok(_ref("BoardStatus")))
+    add("/boards/{name}", "delete", "Delete a board with all its jobs (its token or the "
+        "admin token)", _ok(obj({"board": TEXT, "deleted_jobs": {"type": "integer"}})))
+    add("/boards/{name}/stages/{stage}", "put", "Change a stage's lifetime and/or name",
+        _ok(obj({"auto_requeue": BOOL, "max_attempts": {"type": "integer"},
+                 "stages": array(obj({"stage": STAGE, "lifetime": NUM,
+                                      "name": nullable(TEXT)}))})),
+        params=[{"name": "stage", "in": "path", "required": True, "schema": STAGE}])
+    add("/boards/{name}/failures", "get", "Failed jobs grouped by the last line of their "
+        "error, biggest groups first",
+        _ok(obj({"total": {"type": "integer"}, "more_groups": {"type": "integer"},
+                 "groups": array(obj({"error": TEXT, "count": {"type": "integer"},
+                                      "keys": array(TEXT)}))})))
+    add("/boards/{name}/jobs", "post", "Push jobs (idempotent by key; nothing is written "
+        "if one is refused)", _ok(obj({"created": {"type": "integer"},
+                                      "existing": {"type": "integer"}})))
+    add("/boards/{name}/jobs", "get", "List jobs (cursor pagination, id order)",
+        _ok(obj({"jobs": array(_ref("Job")), "next_cursor": nullable(ID)})))
+    add("/boards/{name}/jobs/{key}", "get", "One job: payload, result, attempts per stage, "
+        "events, output tails",
+        _ok({"allOf": [_ref("Job"), obj({
+            "attempts_history": array({"type": "object"}), "events": array({"type": "object"}),
+            "attempts_per_stage": array(obj({"stage": STAGE, "claims": {"type": "integer"},
+                                             "done": {"type": "integer"},
+                                             "failures": {"type": "integer"},
+                                             "lost": {"type": "integer"}})),
+            "log_tail": nullable(TEXT), "log_tails": {"type": "object",
+                                                      "additionalProperties": TEXT}})]}),
+        params=[{"name": "key", "in": "path", "required": True, "schema": TEXT}])
+    add("/boards/{name}/claim", "post", "Claim up to n jobs at a stage; they move to the "
+        "next (odd) stage, leased to the worker",
+        _ok(obj({"jobs": array(obj({"key": TEXT, "payload": ANY, "stage": STAGE,
+                                    "attempt_id": ID, "attempt": {"type": "integer"}}))})))
+    add("/boards/{name}/advance", "post", "Report claimed jobs done (all or nothing; a "
+        "stale attempt answers 409)",
+        _ok(obj({"advanced": {"type": "integer"}, "cancelled": {"type": "integer"}})))
+    add("/boards/{name}/fail", "post", "Report a claimed job failed: retried until the "
+        "board's max_attempts at its stage, then failed",
+        _ok(obj({"outcome": {"type": "string", "enum": ["requeued", "failed", "cancelled"]}})))
+    add("/boards/{name}/release", "post", "Give claimed jobs back untouched",
+        _ok(obj({"released": {"type": "integer"}})))
+    add("/boards/{name}/cancel", "post", "Cancel jobs (all, or the given keys)",
+        _ok(obj({"cancelled": {"type": "integer"}})))
+    add("/boards/{name}/heartbeat", "post", "A worker is alive: renews its leases, keeps "
+        "output tails; answers attempts it must stop",
+        _ok(obj({"cancelled": array(ID), "lost": array(ID)})))
+    add("/boards/{name}/workers", "get", "The board's workers: alive or lost, last seen, "
+        "last resources", _ok(obj({"workers": array(_ref("Worker"))})))
+    p["/boards"]["get"]["security"] = [{}, {"bearer": []}]  # a token is optional there
+    return p
 
 
-STATES = [s.value for s in Status]
-HEALTH = ("idle", "healthy", "attention", "stalled", "done", "failed")
-INT = {"type": "integer"}
-NUM = {"type": "number"}
-STR = {"type": "string"}
-ANY: dict[str, Any] = {}
-
-SCHEMAS = {
-    "Error": _obj({"error": STR, "message": STR, "details": {"type": "object"}},
-                  ["error", "message"]),
-    "NewJob": _obj({"key": {"type": "string", "maxLength": 200}, "payload": ANY,
-                    "stage": {"type": "integer", "minimum": 0}}, ["key"]),
-    "ClaimedJob": _obj({"key": STR, "payload": ANY, "stage": INT, "attempt_id": INT,
-                        "attempt": INT}),
-    "Job": _obj({"key": STR, "stage": INT, "state": {"type": "string", "enum": STATES},
-                 "attempts": INT, "flagged": {"type": "boolean"}, "entered_at": NUM,
-                 "filename": {"type": "string", "nullable": True},
-                 "error": {"type": "string", "nullable": True}}),
-    "Worker": _obj({"name": STR, "host": {"type": "string", "nullable": True},
-                    "pid": {"type": "integer", "nullable": True},
-                    "state": {"type": "string", "enum": ["alive", "lost", "stopped"]},
-                    "first_seen": NUM, "last_seen": NUM, "running": INT,
-                    "resources": {"type": "object", "nullable": True}}),
-}
+PATHS = _paths()
 
 
 def _error_response(text: str) -> dict[str, Any]:
-    return {"description": text,
-            "content": {"application/json": {"schema": _ref("Error")}}}
-
-
-PATHS: dict[str, Any] = {
-    "/boards": {"post": _op(
-        "Create a board; answers its first token",
-        _ok(_obj({"board": STR, "token": STR, "url": STR}), "201", "Created"),
-        _body(_obj({"name": STR, "lifetimes": {"type": "array", "items": NUM},
-                    "stage_names": {"type": "array", "items": STR},
-                    "max_attempts": {"type": "integer", "minimum": 1},
-                    "auto_requeue": {"type": "boolean"}, "token_name": STR}, ["name"])),
-        secured=False)},
-    "/boards": {"get": _op(
-        "List boards: all of them with the admin token (or on a server without one), "
-        "a board token's own otherwise",
-        _ok(_obj({"boards": {"type": "array", "items": _obj(
-            {"name": STR, "classic": {"type": "boolean"}, "created_at": NUM, "jobs": INT})}})),
-        secured=False)},
-    "/boards/{name}/failures": {"get": _op(
-        "Failed jobs grouped by the last line of their error, biggest groups first",
-        _ok(_obj({"total": INT, "more_groups": INT, "groups": {"type": "array", "items": _obj(
-            {"error": STR, "count": INT, "keys": {"type": "array", "items": STR}})}})))},
-    "/boards/{name}": {"delete": _op(
-        "Delete a board with all its jobs (its token or the admin token)",
-        _ok(_obj({"board": STR, "deleted_jobs": INT}))), "get": _op(
-        "Board status: counts per stage, failed jobs, workers",
-        _ok(_obj({"board": STR, "counts": {"type": "object",
-                                           "additionalProperties": INT},
-                  "total": INT, "failed": INT, "cancelled": INT, "alive_workers": INT,
-                  "lost_workers": INT, "max_attempts": INT,
-                  "auto_requeue": {"type": "boolean"},
-                  "stages": {"type": "array", "items": _obj(
-                      {"stage": INT, "lifetime": NUM,
-                       "name": {"type": "string", "nullable": True}})},
-                  "orphaned": {"type": "object", "additionalProperties": INT,
-                               "description": "running stage -> jobs held by lost workers "
-                                              "or overstaying: they will come back"},
-                  "progress": _obj({
-                      "total": INT, "done": INT, "waiting": INT, "running": INT, "failed": INT,
-                      "cancelled": INT, "flagged": INT, "per_minute": NUM,
-                      "eta_seconds": {"type": "number", "nullable": True}, "progress": NUM,
-                      "health": {"type": "string", "enum": list(HEALTH)},
-                      "health_reason": STR})})))},
-    "/boards/{name}/jobs": {
-        "post": _op("Push jobs (JSON array or JSON lines, gzip accepted; idempotent by key)",
-                    _ok(_obj({"created": INT, "existing": INT})),
-                    _body({"type": "array", "items": _ref("NewJob")})),
-        "get": _op("List jobs (cursor pagination)",
-                   _ok(_obj({"jobs": {"type": "array", "items": _ref("Job")},
-                             "next_cursor": {"type": "integer", "nullable": True}})),
-                   params=[{"name": n, "in": "query", "required": False, "schema": s}
-                           for n, s in [("stage", INT),
-                                        ("state", {"type": "string", "enum": STATES}),
-                                        ("include", {"type": "string",
-                                                     "description": "payload,result"}),
-                                        ("cursor", INT),
-                                        ("limit", {"type": "integer", "minimum": 1,
-                                                   "maximum": 1000})]])},
-    "/boards/{name}/jobs/{key}": {"get": _op(
-        "One job: payload, attempts, events, log tail",
-        _ok({"allOf": [_ref("Job"), _obj({"payload": ANY, "result": ANY,
-                                          "attempts_history": {"type": "array",
-                                                               "items": {"type": "object"}},
-                                          "events": {"type": "array",
-                                                     "items": {"type": "object"}},
-                                          "log_tail": {"type": "string", "nullable": True}})]}),
-        params=[{"name": "key", "in": "path", "required": True, "schema": STR}])},
-    "/boards/{name}/claim": {"post": _op(
-        "Claim up to n jobs at a stage; they move to the next (odd) stage, leased to the worker",
-        _ok(_obj({"jobs": {"type": "array", "items": _ref("ClaimedJob")}})),
-        _body(_obj({"stage": {"type": "integer", "minimum": 0},
-                    "n": {"type": "integer", "minimum": 1, "maximum": 1000},
-                    "worker": STR, "to_stage": INT, "host": STR, "pid": INT},
-                   ["stage", "worker"])))},
-    "/boards/{name}/advance": {"post": _op(
-        "Report claimed jobs done (all or nothing; a stale attempt answers 409)",
-        _ok(_obj({"advanced": INT, "cancelled": INT})),
-        _body(_obj({"attempts": {"type": "array", "items": _obj(
-            {"attempt_id": INT, "to_stage": INT, "result": ANY, "filename": STR, "log": STR},
-            ["attempt_id"])}}, ["attempts"])))},
-    "/boards/{name}/fail": {"post": _op(
-        "Report a claimed job failed: retried until max_attempts, then failed",
-        _ok(_obj({"outcome": {"type": "string", "enum": ["requeued", "failed", "cancelled"]}})),
-        _body(_obj({"attempt_id": INT, "error": STR, "exit_code": INT, "log": STR},
-                   ["attempt_id"])))},
-    "/boards/{name}/release": {"post": _op(
-        "Give claimed jobs back untouched",
-        _ok(_obj({"released": INT})),
-        _body(_obj({"attempt_ids": {"type": "array", "items": INT}}, ["attempt_ids"])))},
-    "/boards/{name}/cancel": {"post": _op(
-        "Cancel jobs (all, or the given keys)",
-        _ok(_obj({"cancelled": INT})),
-        _body(_obj({"keys": {"type": "array", "items": STR}}), required=False))},
-    "/boards/{name}/heartbeat": {"post": _op(
-        "A worker is alive: renews its leases; answers attempts it must stop",
-        _ok(_obj({"cancelled": {"type": "array", "items": INT},
-                  "lost": {"type": "array", "items": INT}})),
-        _body(_obj({"worker": STR, "host": STR, "pid": INT,
-                    "running": {"type": "array", "items": INT},
-                    "logs": {"type": "object", "additionalProperties": STR,
-                             "description": "attempt id -> the tail of its output so far"},
-                    "samples": {"type": "object", "additionalProperties": {"type": "object"}},
-                    "resources": {"type": "object"}, "stopped": {"type": "boolean"}},
-                   ["worker"])))},
-    "/boards/{name}/workers": {"get": _op(
-        "The board's workers: alive or lost, last seen, last resources",
-        _ok(_obj({"workers": {"type": "array", "items": _ref("Worker")}})))},
-}
+    return {"description": text, "content": {"application/json": {"schema": _ref("Error")}}}
 
 
 def spec() -> dict[str, Any]:
@@ -196,9 +267,12 @@ def spec() -> dict[str, Any]:
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": SCHEMAS,
             "responses": {name: _error_response(text) for name, text in [
-                ("BadRequest", "malformed request"), ("Unauthorized", "missing or bad token"),
-                ("Forbidden", "token of another board"), ("NotFound", "no such board or job"),
-                ("Conflict", "stale attempt or existing name")]},
+                ("BadRequest", "malformed request: the message names the field"),
+                ("Unauthorized", "missing or bad token"),
+                ("Forbidden", "token of another board, creation closed, or a cross-site write"),
+                ("NotFound", "no such board or job"),
+                ("Conflict", "stale attempt or existing name"),
+                ("TooLarge", "body, inflated body or payload over its limit")]},
         },
         "paths": PATHS,
     }

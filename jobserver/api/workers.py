@@ -1,35 +1,35 @@
 """Workers: heartbeats in, the fleet's health out."""
 from __future__ import annotations
 
+from typing import Any
+
 from flask import jsonify
-from werkzeug.exceptions import BadRequest
 
 from .. import lifecycle, queries
 from . import bp
 from .auth import board_for_request
-from .schema import body_object, get, int_list
+from .validate import body_object, check_body
+
+
+def _by_attempt(mapping: dict | None, kind: type) -> dict[int, Any]:
+    """{attempt id: value} from a JSON object; keys that are no attempt id
+    (and values of the wrong kind) are ignored, as the description says."""
+    out = {}
+    for k, v in (mapping or {}).items():
+        if isinstance(v, kind) and k.isdigit() and len(k) <= 18:
+            out[int(k)] = v
+    return out
 
 
 @bp.post("/boards/<name>/heartbeat")
 def heartbeat(name: str):
     board = board_for_request(name)
-    data = body_object()
-    running = int_list(data, "running") if data.get("running") is not None else []
-    samples_in = get(data, "samples", dict, default={})
-    try:
-        samples = {int(k): v for k, v in samples_in.items() if isinstance(v, dict)}
-    except ValueError:
-        raise BadRequest("'samples' keys must be attempt ids") from None
-    logs_in = get(data, "logs", dict, default={})
-    try:
-        logs = {int(k): v for k, v in logs_in.items() if isinstance(v, str)}
-    except ValueError:
-        raise BadRequest("'logs' keys must be attempt ids") from None
+    data = check_body(body_object(), "/boards/{name}/heartbeat")
     answer = lifecycle.heartbeat(
-        board.id, get(data, "worker", str), running, samples,
-        host=get(data, "host", str, default=None), pid=get(data, "pid", int, default=None),
-        resources=get(data, "resources", dict, default=None),
-        stopped=get(data, "stopped", bool, default=False), logs=logs)
+        board.id, data["worker"], data.get("running") or [],
+        _by_attempt(data.get("samples"), dict), host=data.get("host"), pid=data.get("pid"),
+        resources=data.get("resources"), stopped=bool(data.get("stopped")),
+        logs=_by_attempt(data.get("logs"), str))
     return jsonify(answer)
 
 

@@ -93,7 +93,9 @@ def advance(board_id: int, items: Sequence[Advance]) -> dict[str, int]:
         return {"advanced": 0, "cancelled": 0}
     ids = [i.attempt_id for i in items]
     if len(set(ids)) != len(ids):
-        raise LifecycleError("the same attempt appears twice in one advance")
+        raise Conflict("the same attempt appears twice in one advance: nothing was changed",
+                       {"repeated_attempts": sorted(
+                           i for i, k in collections.Counter(ids).items() if k > 1)[:50]})
     now = time.time()
     with write_transaction(_engine()) as conn:
         found = _open_attempts(conn, board_id, ids)

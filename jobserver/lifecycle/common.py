@@ -114,9 +114,9 @@ def _check_stages(conn: Connection | None, board_id: int, *stages: int) -> None:
     for s in stages:
         if s < 0:
             raise UnknownStage(f"stage must be a non-negative integer, got {s}")
-        if s > MAX_STAGE:
-            raise LifecycleError(f"stage must be at most {MAX_STAGE}, got "
-                                 f"{s if s < 10**30 else 'a larger number'}")
+        if s > MAX_STAGE:  # no board has it: stage numbers end there
+            raise UnknownStage(f"unknown stage {s if s < 10**30 else '(a larger number)'}: "
+                               f"stage numbers go up to {MAX_STAGE}")
     if conn is None:
         return
     last = conn.execute(_LAST_STAGE, {"b": board_id}).scalar()
