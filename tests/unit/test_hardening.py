@@ -52,10 +52,21 @@ def test_a_decompression_bomb_is_refused_while_inflating(app, client):
     assert r.status_code == 413 and "MAX_DECODED_MB" in r.json["message"]
 
 
-def test_a_plain_body_over_the_limit_is_refused(app, client):
-    app.config["MAX_CONTENT_LENGTH"] = 1 << 20
-    r = client.post("/set", data=b" " * (2 << 20), headers=H)
+def test_a_plain_body_over_the_limit_is_refused(tmp_path):
+    app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'b.sqlite'}", "SWEEP_MODE": "off",
+                      "MAX_BODY_MB": 1})
+    r = app.test_client().post("/set", data=b" " * (2 << 20), headers=H)
     assert r.status_code == 413
+    with app.app_context():
+        close_writer(db.engine)
+    assert _default_body_limit(tmp_path) == 256 << 20  # sized for a million-job push
+
+
+def _default_body_limit(tmp_path) -> int:
+    app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'd.sqlite'}", "SWEEP_MODE": "off"})
+    with app.app_context():
+        close_writer(db.engine)
+    return app.config["MAX_CONTENT_LENGTH"]
 
 
 def test_a_payload_over_its_limit_is_refused_and_nothing_written(app, client):
