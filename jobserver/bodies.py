@@ -9,6 +9,7 @@ never written.
 from __future__ import annotations
 
 import json
+import re
 import zlib
 from typing import Any
 
@@ -60,9 +61,21 @@ def decompress(raw: bytes) -> bytes:
     return b"".join(parts)
 
 
+# A \uD800-\uDFFF escape that is not half of a pair: JSON lets it through,
+# but no database can store the string it makes.
+_LONE = (r"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+         r"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}")
+_LONE_TEXT = re.compile(_LONE)
+_LONE_BYTES = re.compile(_LONE.encode())
+
+
 def loads(data: bytes | str, what: str = "body") -> Any:
     """json.loads with its failures as a 400 (a value nested too deeply
-    for the parser included)."""
+    for the parser included, and strings no database can store)."""
+    lone = (_LONE_BYTES if isinstance(data, bytes) else _LONE_TEXT).search(data)
+    if lone is not None:
+        raise BadRequest(f"{what} holds a lone surrogate ({lone.group(0)!r}): "
+                         "text must be valid Unicode")
     try:
         return json.loads(data)
     except RecursionError:

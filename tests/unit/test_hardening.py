@@ -239,3 +239,16 @@ def test_status_counts_jobs_held_by_lost_workers(client):
     lifecycle.sweep(board_id=b.id, now=_t.time() + 30, lost_after=20)  # "dies" went silent
     client.post("/api/v1/boards/orph/heartbeat", json={"worker": "lives"}, headers=auth)
     assert client.get("/api/v1/boards/orph", headers=auth).json["orphaned"] == {"1": 1}
+
+
+def test_lone_surrogates_are_a_400_not_a_500(client):
+    auth = api_board(client, "sur")
+    body = b'[{"key": "a\\ud800b"}]'
+    r = client.post("/api/v1/boards/sur/jobs", data=body, headers=auth)
+    assert r.status_code == 400 and "surrogate" in r.json["message"]
+    r = client.post("/api/v1/boards/sur/claim", headers=auth,
+                    data=b'{"stage": 0, "worker": "\\udc00"}')
+    assert r.status_code == 400
+    ok = client.post("/api/v1/boards/sur/jobs", data='[{"key": "\\ud83d\\ude00"}]'.encode(),
+                     headers=auth)
+    assert ok.status_code == 200 and ok.json["created"] == 1  # a pair is fine
