@@ -37,7 +37,8 @@ def _table_args() -> dict:
     sort = args.get("sort") or "id"
     if sort not in queries.SORTS:
         raise BadRequest(f"sort must be one of {', '.join(queries.SORTS)}")
-    return {"stage": stage, "state": state, "key_prefix": (args.get("key") or "")[:200] or None,
+    prefix = (args.get("key") or "")[:200].replace("\x00", "")
+    return {"stage": stage, "state": state, "key_prefix": prefix or None,
             "sort": sort, "page": page, "per_page": current_app.config["PAGE_SIZE"]}
 
 

@@ -283,6 +283,8 @@ def list_jobs(board_id: int, stage: int | None, state: str | None, after: int,
 
 
 def job_detail(board_id: int, key: str) -> dict[str, Any] | None:
+    if "\x00" in key:  # no key has one (and PostgreSQL refuses to compare it)
+        return None
     job = db.session.execute(
         select(JOBS).where(JOBS.c.board_id == board_id, JOBS.c.key == key)).first()
     if job is None:

@@ -34,8 +34,8 @@ def _new_jobs(items: list) -> list[tuple[str, str, int]]:
             if type(key) is not int or not -INT64_MAX - 1 <= key <= INT64_MAX:
                 raise BadRequest(f"job {n}: 'key' must be a string or a 64-bit integer")
             key = str(key)
-        if not 0 < len(key) <= MAX_KEY:
-            raise BadRequest(f"job {n}: 'key' must be 1 to {MAX_KEY} characters")
+        if not 0 < len(key) <= MAX_KEY or "\x00" in key:
+            raise BadRequest(f"job {n}: 'key' must be 1 to {MAX_KEY} characters, no NUL")
         stage = item.get("stage", 0)
         if type(stage) is not int or not 0 <= stage <= MAX_PUSH_STAGE:
             raise BadRequest(f"job {n}: 'stage' must be an integer from 0 to {MAX_PUSH_STAGE}")

@@ -20,12 +20,13 @@ NUM = {"type": "number"}
 BOOL = {"type": "boolean"}
 ANY: dict[str, Any] = {}
 MAX_NAME = 200  # worker, host, token and stage names (the columns' width)
-NAME = {"type": "string", "minLength": 1, "maxLength": MAX_NAME}
+NO_NUL = r"^[^\x00]*$"  # PostgreSQL's text cannot hold a NUL
+NAME = {"type": "string", "minLength": 1, "maxLength": MAX_NAME, "pattern": NO_NUL}
 TEXT = {"type": "string"}
 MINUTES = {"type": "number", "minimum": 0, "maximum": 1e9,
            "description": "minutes; 0 = forever"}
 MAX_KEY = 200
-KEY = {"oneOf": [{"type": "string", "minLength": 1, "maxLength": MAX_KEY},
+KEY = {"oneOf": [{"type": "string", "minLength": 1, "maxLength": MAX_KEY, "pattern": NO_NUL},
                  {"type": "integer", "format": "int64", "minimum": -INT64_MAX - 1,
                   "maximum": INT64_MAX}],
        "description": "unique on the board; an integer is read as its decimal text"}
@@ -65,12 +66,14 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
         "lifetimes": {**array(MINUTES, MAX_STAGE + 1), "minItems": 1,
                       "description": "an odd number: the last stage is a resting one "
                                      "[default 0/30/0]"},
-        "stage_names": {**array({"type": "string", "maxLength": MAX_NAME}, MAX_STAGE + 1),
+        "stage_names": {**array({"type": "string", "maxLength": MAX_NAME, "pattern": NO_NUL},
+                                MAX_STAGE + 1),
                         "description": "one per stage: as many as lifetimes, if both given"},
         "max_attempts": {"type": "integer", "minimum": 1, "maximum": 1000},
         "auto_requeue": BOOL, "token_name": NAME}, ["name"]),
     ("/boards/{name}/stages/{stage}", "put"): obj({
-        "lifetime": MINUTES, "name": nullable({"type": "string", "maxLength": MAX_NAME})}),
+        "lifetime": MINUTES, "name": nullable({"type": "string", "maxLength": MAX_NAME,
+                                                "pattern": NO_NUL})}),
     ("/boards/{name}/jobs", "post"): {
         **array(NEW_JOB),
         "description": "a JSON array, or JSON lines (one job a line); gzip or zlib accepted"},
@@ -80,7 +83,8 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
         ["stage", "worker"]),
     ("/boards/{name}/advance", "post"): obj({"attempts": array(obj({
         "attempt_id": ID, "to_stage": nullable(STAGE), "result": ANY,
-        "filename": nullable(TEXT), "log": nullable(TEXT)}, ["attempt_id"]), MAX_BATCH)},
+        "filename": nullable({"type": "string", "maxLength": 4096, "pattern": NO_NUL}),
+        "log": nullable(TEXT)}, ["attempt_id"]), MAX_BATCH)},
         ["attempts"]),
     ("/boards/{name}/fail", "post"): obj({
         "attempt_id": ID, "error": nullable(TEXT), "exit_code": nullable(INT64),

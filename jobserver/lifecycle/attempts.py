@@ -26,6 +26,12 @@ MAX_ERROR = 4000  # characters of error text kept
 MAX_LOG = 16000  # characters of log tail kept
 
 
+def _text(output: str, keep: int) -> str:
+    """The tail of a command's output as every database stores it: a NUL
+    (which PostgreSQL's text refuses) becomes U+FFFD."""
+    return output[-keep:].replace("\x00", "\ufffd")
+
+
 @dataclass(frozen=True)
 class Advance:
     attempt_id: int
@@ -133,7 +139,7 @@ def advance(board_id: int, items: Sequence[Advance]) -> dict[str, int]:
             if group:
                 conn.execute(_END_ATTEMPTS, {"attempts": [i.attempt_id for i in group],
                                              "now": now, "result_outcome": outcome.value})
-        logs = [{"attempt": i.attempt_id, "tail": i.log[-MAX_LOG:]} for i in items if i.log]
+        logs = [{"attempt": i.attempt_id, "tail": _text(i.log, MAX_LOG)} for i in items if i.log]
         if logs:
             conn.execute(_KEEP_LOG, logs)
     live.mark_dirty(board_id)
@@ -147,7 +153,7 @@ def fail(board_id: int, attempt_id: int, error: str, exit_code: int | None = Non
     stays at the stage it was claimed from).  Returns "requeued", "failed"
     or "cancelled"."""
     now = time.time()
-    error = (error or "")[-MAX_ERROR:]
+    error = _text(error or "", MAX_ERROR)
     with write_transaction(_engine()) as conn:
         found = _open_attempts(conn, board_id, [attempt_id])
         _require_open(found, [attempt_id])
@@ -171,7 +177,7 @@ def fail(board_id: int, attempt_id: int, error: str, exit_code: int | None = Non
         tally.apply(conn, now)
         conn.execute(update(ATTEMPTS).where(ATTEMPTS.c.id == attempt_id).values(
             ended_at=now, outcome=Outcome.FAILED.value, error=error, exit_code=exit_code,
-            log=None if log is None else log[-MAX_LOG:]))
+            log=None if log is None else _text(log, MAX_LOG)))
         if outcome != "cancelled":
             kind = EventKind.FAILED if outcome == "failed" else EventKind.REQUEUED
             conn.execute(_NEW_EVENT, _event(
@@ -265,7 +271,7 @@ def heartbeat(board_id: int, worker: str, running: Sequence[int] = (),
                          .values(state=WorkerState.STOPPED.value))
         asked = set(running) | set(logs or ())
         found = _open_attempts(conn, board_id, asked) if asked else {}
-        tails = [{"attempt": a, "tail": t[-MAX_LOG:]} for a, t in (logs or {}).items()
+        tails = [{"attempt": a, "tail": _text(t, MAX_LOG)} for a, t in (logs or {}).items()
                  if a in found and found[a].worker == worker]
         if tails:
             conn.execute(_KEEP_LOG, tails)

@@ -183,6 +183,8 @@ def _digest(token: str) -> str:
 
 
 def board_by_name(name: str) -> BoardRef | None:
+    if "\x00" in name:  # no board has one (and PostgreSQL refuses to compare it)
+        return None
     with _engine().connect() as conn:
         row = conn.execute(_BOARD_REF.where(BOARDS.c.name == name)).first()
     return _ref_of(row) if row else None

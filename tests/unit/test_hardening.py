@@ -252,3 +252,24 @@ def test_lone_surrogates_are_a_400_not_a_500(client):
     ok = client.post("/api/v1/boards/sur/jobs", data='[{"key": "\\ud83d\\ude00"}]'.encode(),
                      headers=auth)
     assert ok.status_code == 200 and ok.json["created"] == 1  # a pair is fine
+
+
+def test_nul_characters_never_reach_the_database(client):
+    """PostgreSQL's text cannot hold a NUL: keys and names refuse it, output
+    keeps a replacement character, lookups find nothing (on both databases)."""
+    auth = api_board(client, "nul")
+    assert client.post("/api/v1/boards/nul/jobs", json=[{"key": "a\x00"}],
+                       headers=auth).status_code == 400
+    assert client.post("/api/v1/boards/nul/claim", json={"stage": 0, "worker": "w\x00"},
+                       headers=auth).status_code == 400
+    client.post("/api/v1/boards/nul/jobs", json=[{"key": "a"}], headers=auth)
+    job = client.post("/api/v1/boards/nul/claim", json={"stage": 0, "worker": "w"},
+                      headers=auth).json["jobs"][0]
+    r = client.post("/api/v1/boards/nul/fail", headers=auth, json={
+        "attempt_id": job["attempt_id"], "error": "bad\x00byte", "log": "out\x00put"})
+    assert r.status_code == 200
+    detail = client.get("/api/v1/boards/nul/jobs/a", headers=auth).json
+    assert detail["error"] == "bad\ufffdbyte"
+    assert client.get("/api/v1/boards/nul/jobs/a%00", headers=auth).status_code == 404
+    assert client.get("/api/v1/boards/n%00ul", headers=auth).status_code in (403, 404)
+    assert client.get("/boards/nul?key=a%00").status_code == 200
