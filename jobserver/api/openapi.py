@@ -13,8 +13,9 @@ from ..models import Status
 
 # ------------------------------------------------------------------ pieces
 
-INT64 = {"type": "integer", "format": "int64", "minimum": -INT64_MAX - 1, "maximum": INT64_MAX}
-ID = {"type": "integer", "format": "int64", "minimum": 0, "maximum": INT64_MAX}
+INT32_MAX = 2**31 - 1  # the id, pid and exit code columns are 32-bit integers
+INT32 = {"type": "integer", "format": "int32", "minimum": -INT32_MAX - 1, "maximum": INT32_MAX}
+ID = {"type": "integer", "format": "int32", "minimum": 0, "maximum": INT32_MAX}
 STAGE = {"type": "integer", "minimum": 0, "maximum": MAX_STAGE}
 NUM = {"type": "number"}
 BOOL = {"type": "boolean"}
@@ -79,7 +80,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
         "description": "a JSON array, or JSON lines (one job a line); gzip or zlib accepted"},
     ("/boards/{name}/claim", "post"): obj({
         "stage": STAGE, "n": {"type": "integer", "minimum": 1, "maximum": MAX_CLAIM},
-        "worker": NAME, "to_stage": STAGE, "host": nullable(NAME), "pid": nullable(INT64)},
+        "worker": NAME, "to_stage": STAGE, "host": nullable(NAME), "pid": nullable(INT32)},
         ["stage", "worker"]),
     ("/boards/{name}/advance", "post"): obj({"attempts": array(obj({
         "attempt_id": ID, "to_stage": nullable(STAGE), "result": ANY,
@@ -87,13 +88,13 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
         "log": nullable(TEXT)}, ["attempt_id"]), MAX_BATCH)},
         ["attempts"]),
     ("/boards/{name}/fail", "post"): obj({
-        "attempt_id": ID, "error": nullable(TEXT), "exit_code": nullable(INT64),
+        "attempt_id": ID, "error": nullable(TEXT), "exit_code": nullable(INT32),
         "log": nullable(TEXT)}, ["attempt_id"]),
     ("/boards/{name}/release", "post"): obj({"attempt_ids": array(ID, MAX_BATCH)},
                                             ["attempt_ids"]),
     ("/boards/{name}/cancel", "post"): obj({"keys": nullable(array(KEY, MAX_BATCH))}),
     ("/boards/{name}/heartbeat", "post"): obj({
-        "worker": NAME, "host": nullable(NAME), "pid": nullable(INT64),
+        "worker": NAME, "host": nullable(NAME), "pid": nullable(INT32),
         "running": nullable(array(ID, MAX_BATCH)),
         "samples": nullable({"type": "object", "additionalProperties": {"type": "object"},
                              "description": "attempt id -> resource sample (other keys "
