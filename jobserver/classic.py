@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, render_template, request
-from werkzeug.exceptions import BadRequest, Forbidden
+from werkzeug.exceptions import BadRequest, Forbidden, LengthRequired
 
 from . import access, insights, lifecycle, queries
 from .bodies import parse_json
@@ -113,6 +113,18 @@ def init(minutes: str):
     return lifetimes_answer(lifecycle.set_lifetimes_if_unset(b.id, values))
 
 
+def body() -> bytes:
+    """The request body.  A chunked one (no Content-Length) reaches the app
+    only if the WSGI server says it ends the stream (Werkzeug's server does,
+    eventlet's does not): otherwise Werkzeug hands over an empty body, and a
+    report would be applied without its file name.  Refused instead."""
+    if (request.content_length is None and "wsgi.input_terminated" not in request.environ
+            and "chunked" in request.headers.get("Transfer-Encoding", "").lower()):
+        raise LengthRequired("this server needs a Content-Length with a body: "
+                             "send it whole, not chunked")
+    return request.get_data()
+
+
 def _jobs_from_body(data: Any) -> list[NewJob]:
     if not isinstance(data, dict):
         raise BadRequest('body must be a JSON object {"<jobid>": {"jobstage": int, "jobcmd": ...}}')
@@ -137,7 +149,7 @@ def _jobs_from_body(data: Any) -> list[NewJob]:
 @bp.route("/set", methods=["POST"])
 def set_jobs():
     read_jobix()
-    jobs = _jobs_from_body(parse_json(request.get_data()))
+    jobs = _jobs_from_body(parse_json(body()))
     b = board(create=True)
     assert b is not None
     lifecycle.push(b.id, jobs)
@@ -208,15 +220,13 @@ def update_job(jobid: str, stage: str):
     key = str(_int_jobid(jobid))
     new_stage = stage_arg(stage)
     filename = payload = None
-    raw = request.get_data()
+    raw = body()
     if raw:
         data = parse_json(raw)
         if not isinstance(data, dict):
             raise BadRequest('body must be a JSON object {"filename": str, "jobcmd": ...}')
         if "filename" in data:
-            if data["filename"] is not None and not isinstance(data["filename"], str):
-                raise BadRequest("filename must be a string")
-            filename = data["filename"]
+            filename = _filename(data["filename"])
         if "jobcmd" in data:
             payload = json.dumps(data["jobcmd"])
             if len(payload) > max_payload():
@@ -224,6 +234,24 @@ def update_job(jobid: str, stage: str):
     b = need_board()
     lifecycle.update_job(b.id, key, new_stage, filename=filename, payload=payload)
     return Response(f"Success, job {key} was updated to stage {new_stage}!", mimetype="text/plain")
+
+
+MAX_FILENAME = 4096  # characters: a path (Linux's PATH_MAX), not a place for data
+
+
+def _filename(value: Any) -> str | None:
+    """The file name a classic report carries: a path, which no database
+    column refuses (PostgreSQL's text cannot hold NUL)."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise BadRequest("filename must be a string")
+    if len(value) > MAX_FILENAME:
+        raise BadRequest(f"filename is {len(value):,} characters long, more than "
+                         f"{MAX_FILENAME:,}: send a path")
+    if "\x00" in value:
+        raise BadRequest("filename holds a NUL character")
+    return value
 
 
 def _int_jobid(text: str) -> int:
