@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -33,15 +34,45 @@ def run_standalone(host: str, port: int, async_mode: str = "threading") -> None:
     files = raise_file_limit()
     log.info("jobserver on http://%s:%s (%s mode, database %s, up to %d open files)", host, port,
              async_mode, app.config["SQLALCHEMY_DATABASE_URI"], files)
-    if async_mode == "threading":
-        kwargs: dict = {"allow_unsafe_werkzeug": True}
-    else:
+    if async_mode == "eventlet":
         # idle keep-alive connections and slow clients are closed after
         # CONNECTION_TIMEOUT seconds, and thousands may be open at once
         timeout = app.config["CONNECTION_TIMEOUT"]
-        kwargs = {"keepalive": timeout, "socket_timeout": timeout,
-                  "max_size": max(100, min(app.config["MAX_CONNECTIONS"], files - 100))}
-    socketio.run(app, host=host, port=port, log_output=False, use_reloader=False, **kwargs)
+        most = max(100, min(app.config["MAX_CONNECTIONS"], files - 100))
+        serve_eventlet(app, host, port, keepalive=timeout, socket_timeout=timeout, max_size=most)
+    else:
+        socketio.run(app, host=host, port=port, log_output=False, use_reloader=False,
+                     allow_unsafe_werkzeug=True)
+
+
+def serve_eventlet(app: Any, host: str, port: int, **kwargs: Any) -> None:
+    """What ``socketio.run`` does in eventlet mode (the app is already
+    wrapped in the Socket.IO middleware), but listening on our terms:
+
+    - a listen queue of thousands, not eventlet's 50: when a job array
+      starts 2,000 workers at once, the connections beyond the queue are
+      dropped by the kernel and their first requests wait for TCP to retry
+      (a quarter of them were still unanswered after 10 s);
+    - no SO_REUSEPORT (eventlet sets it): a second server started on the
+      same port must fail, not silently take half of the connections to
+      another database.
+    """
+    import socket
+
+    import eventlet
+    import eventlet.wsgi
+
+    family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    try:
+        listener = eventlet.listen(address, family, backlog=min(kwargs["max_size"], LISTEN_QUEUE),
+                                   reuse_port=False)
+    except OSError as exc:
+        raise SystemExit(f"cannot listen on {host}:{port}: {exc.strerror or exc} "
+                         "(is another server running there?)") from None
+    eventlet.wsgi.server(listener, app, log_output=False, **kwargs)
+
+
+LISTEN_QUEUE = 4096  # connections waiting to be accepted (the kernel caps it: somaxconn)
 
 
 def raise_file_limit() -> int:

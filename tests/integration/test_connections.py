@@ -7,13 +7,15 @@ import contextlib
 import resource
 import selectors
 import socket
+import subprocess
+import sys
 import time
 from typing import Iterator
 
 import psutil
 import requests
 
-from tests.conftest import require, start_live_server
+from tests.conftest import ROOT, require, start_live_server
 
 IDLE = 2_000
 
@@ -180,3 +182,73 @@ def test_idle_and_stalled_connections_are_closed_after_the_timeout(tmp_path):
         server.stop()
     log = server.log.read_text(errors="replace") if server.log else ""
     assert "Traceback" not in log, log[-4000:]
+
+
+def open_burst(port: int, n: int) -> list[socket.socket]:
+    """``n`` connections started at once, as a job array's workers do."""
+    socks = []
+    with selectors.DefaultSelector() as sel:
+        for _ in range(n):
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", port))
+            sel.register(s, selectors.EVENT_WRITE)
+            socks.append(s)
+        pending, deadline = n, time.monotonic() + 30
+        while pending and time.monotonic() < deadline:
+            for key, _ in sel.select(timeout=1):
+                sel.unregister(key.fileobj)
+                pending -= 1
+    return socks
+
+
+def test_a_burst_of_two_thousand_clients_is_answered(tmp_path):
+    """2,000 workers connecting at the same moment, then each asking: the
+    listen queue must hold them (eventlet's default of 50 left a quarter of
+    them unanswered after 10 s)."""
+    server = start_live_server(tmp_path)
+    socks: list[socket.socket] = []
+    try:
+        with more_files():
+            socks = open_burst(server.port, IDLE)
+            t0 = time.monotonic()
+            for s in socks:
+                s.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            answered = 0
+            with selectors.DefaultSelector() as sel:
+                for s in socks:
+                    sel.register(s, selectors.EVENT_READ)
+                while answered < len(socks) and time.monotonic() - t0 < 20:
+                    for key, _ in sel.select(timeout=0.5):
+                        sel.unregister(key.fileobj)
+                        try:
+                            head = key.fileobj.recv(64)  # type: ignore[union-attr]
+                        except OSError:
+                            continue
+                        answered += head.startswith(b"HTTP/1.1 200")
+            took = time.monotonic() - t0
+            print(f"\n{answered} of {len(socks)} clients connecting at once answered in {took:.1f} s")
+            assert answered == IDLE
+    finally:
+        close_all(socks)
+        server.stop()
+
+
+def test_a_second_server_on_the_same_port_fails(live_server):
+    """Not a silent share of the port (SO_REUSEPORT) with a server on
+    another database."""
+    other = live_server.instance.parent / "other"
+    other.mkdir()
+    env = dict(live_server.env, JOBSERVER_INSTANCE=str(other))
+    second = subprocess.Popen([sys.executable, "-m", "jobserver", "serve", "--host", "127.0.0.1",
+                               "--port", str(live_server.port)], env=env, cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        out = second.communicate(timeout=30)[0]
+    except subprocess.TimeoutExpired:
+        second.kill()
+        second.communicate()
+        raise AssertionError("a second server is serving the same port") from None
+    assert second.returncode != 0
+    assert f"cannot listen on 127.0.0.1:{live_server.port}" in out, out[-2000:]
+    assert requests.get(live_server.url + "/", timeout=5).status_code == 200
