@@ -39,19 +39,15 @@ def more_files() -> Iterator[None]:
 def open_idle(port: int, n: int, connect_timeout: float = 10) -> list[socket.socket]:
     """Up to ``n`` TCP connections to the server that send nothing; fewer if
     a connection is not taken within ``connect_timeout`` (a server that
-    stopped accepting).  Paced: the server's listen queue holds 50, and a
-    connection beyond it waits a second for the kernel to retry (a burst is
-    measured by bench/hostile.py)."""
+    stopped accepting)."""
     socks = []
     try:
-        for i in range(n):
+        for _ in range(n):
             try:
                 s = socket.create_connection(("127.0.0.1", port), timeout=connect_timeout)
             except TimeoutError:
                 break
             socks.append(s)
-            if i % 20 == 19:
-                time.sleep(0.01)
     except BaseException:
         close_all(socks)
         raise
