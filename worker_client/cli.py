@@ -128,6 +128,10 @@ Exit status:
               help="Jobs claimed per request [default: --parallel].")
 @click.option("--continuous", is_flag=True,
               help="Keep polling an empty board (every 2 s) for new jobs.")
+@click.option("--wait-orphans", type=click.FloatRange(0), default=None, metavar="SECONDS",
+              help="With nothing left to claim, wait up to SECONDS for jobs held by lost "
+                   "workers to come back to --stage, and run them [default: their stage's "
+                   "lifetime plus a minute, at most 30 min; 0: do not wait].")
 @click.option("--max-jobs", type=click.IntRange(1), default=None, help="Stop after this many.")
 @click.option("--timeout", type=float, default=None, help="Seconds a command may run.")
 @click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -142,7 +146,8 @@ Exit status:
 @click.pass_context
 @_fail_cleanly
 def run(ctx: click.Context, stage: int, to_stage: int | None, parallel: int, batch: int | None,
-        continuous: bool, max_jobs: int | None, timeout: float | None,
+        continuous: bool, wait_orphans: float | None, max_jobs: int | None,
+        timeout: float | None,
         output_dir: Path | None, tee: bool, classic: bool, jobix: int | None,
         command: tuple[str, ...]) -> None:
     """Run COMMAND once per job: `jobworker run --stage 0 -- ./sim {payload[input]}`.
@@ -153,8 +158,10 @@ def run(ctx: click.Context, stage: int, to_stage: int | None, parallel: int, bat
     advances the job; anything else fails it with the tail of stderr (the
     board retries it up to its max_attempts, then it is failed for good).
     The output's tail reaches the server with each heartbeat while the job
-    runs.  SIGTERM/SIGINT: finish running jobs and exit; a second signal
-    stops them and gives them back.  This command waits out server outages
+    runs.  With nothing left to claim it exits, once the jobs of its stage
+    held by lost workers have come back and run (--wait-orphans).
+    SIGTERM/SIGINT: finish running jobs and exit; a second signal stops them
+    and gives them back.  This command waits out server outages
     (10 minutes); the others fail within seconds.
     """
     from .runner import Runner, RunOptions
@@ -163,7 +170,7 @@ def run(ctx: click.Context, stage: int, to_stage: int | None, parallel: int, bat
     obj: Ctx = ctx.obj
     opts = RunOptions(stage=stage, command=list(command), to_stage=to_stage, parallel=parallel,
                       batch=batch or parallel, continuous=continuous, max_jobs=max_jobs,
-                      timeout=timeout, output_dir=output_dir, tee=tee)
+                      timeout=timeout, output_dir=output_dir, tee=tee, wait_orphans=wait_orphans)
     if output_dir is not None:
         try:
             output_dir.mkdir(parents=True, exist_ok=True)

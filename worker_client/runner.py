@@ -4,8 +4,10 @@ Runs up to ``parallel`` commands at once.  Exit 0 advances the job; a
 non-zero exit or a timeout fails it with the tail of stderr.  The output's
 tail travels with the heartbeats while a job runs (so a page shows it live)
 and with the report at the end; ``output_dir`` keeps it all in files, ``tee``
-shows it on the terminal.  SIGTERM or SIGINT: stop claiming and let running
-jobs finish; a second signal kills them and gives their jobs back.
+shows it on the terminal.  With nothing left to claim (and not
+``continuous``), it waits a bounded time for jobs held by lost workers to
+come back before it exits.  SIGTERM or SIGINT: stop claiming and let
+running jobs finish; a second signal kills them and gives their jobs back.
 """
 from __future__ import annotations
 
@@ -42,9 +44,16 @@ class RunOptions:
     max_jobs: int | None = None
     timeout: float | None = None
     poll_max: float = 2.0  # an idle --continuous worker looks for new jobs this often
+    # Nothing left to claim: how long to wait for jobs held by lost workers
+    # to come back (None: their stage's lifetime plus a minute, at most
+    # ORPHANS_WAIT_MAX; 0: do not wait).
+    wait_orphans: float | None = None
     output_dir: Path | None = None
     tee: bool = False
 
+
+ORPHANS_WAIT_MAX = 1800.0  # seconds: the default wait for jobs of lost workers, at most
+ORPHANS_RECHECK = 10.0  # seconds between two looks at the board while waiting (claims: 2 s)
 
 PLACEHOLDER = re.compile(r"\{(key|stage|attempt|payload)(?:\[([^\]{}]+)\])?\}")
 
@@ -135,6 +144,8 @@ class Runner:
         self.stopping = False
         self.killing = False
         self.claimed = 0
+        self._orphans_until: float | None = None  # waiting for lost workers' jobs until then
+        self._orphans_seen = 0.0  # when the board was last asked about them
 
     # -------------------------------------------------------------- signals
 
@@ -181,9 +192,14 @@ class Runner:
                 self.claimed += len(jobs)
                 if jobs:
                     idle = min(0.5, self.opts.poll_max)
+                    self._orphans_until = None
                     continue
                 if not self.running:
                     if not self.opts.continuous:
+                        if self._orphans_coming_back():
+                            self._wake.wait(self.opts.poll_max)
+                            self._wake.clear()
+                            continue
                         break
                     self._wake.wait(idle)
                     self._wake.clear()
@@ -206,6 +222,44 @@ class Runner:
         except Exception as exc:
             log.warning("could not say goodbye to the server: %s", exc)
         return self.stats
+
+    def _orphans_coming_back(self) -> bool:
+        """Nothing to claim and nothing running: whether to wait (and claim
+        again) because jobs of this stage are held by lost or overstaying
+        workers and will come back once their lifetime has passed.  Says so
+        in one line; bounded by --wait-orphans."""
+        if self.opts.wait_orphans == 0:
+            return False
+        now = time.monotonic()
+        if self._orphans_until is not None:
+            if now >= self._orphans_until:
+                log.info("stopped waiting for jobs held by lost workers (--wait-orphans)")
+                self._orphans_until = None
+                return False
+            if now - self._orphans_seen < ORPHANS_RECHECK:
+                return True  # a fleet of waiting workers must not poll the status too
+        self._orphans_seen = now
+        try:
+            orphans = self.source.orphans()
+        except Exception as exc:
+            log.warning("could not ask the server for jobs held by lost workers: %s", exc)
+            return False
+        if orphans.count == 0:
+            return False
+        if self._orphans_until is None:
+            many = f"{orphans.count} job{'' if orphans.count == 1 else 's'}"
+            if orphans.lifetime is None or orphans.back_to != self.opts.stage:
+                log.info("%s held by lost workers will not come back to stage %d by themselves "
+                         "(their stage has no lifetime, or the board does not requeue): not "
+                         "waiting", many, self.opts.stage)
+                return False
+            bound = self.opts.wait_orphans
+            if bound is None:
+                bound = min(orphans.lifetime + 60.0, ORPHANS_WAIT_MAX)
+            self._orphans_until = now + bound
+            log.info("%s held by lost workers will come back to stage %d: waiting up to %.0f s",
+                     many, self.opts.stage, bound)
+        return True
 
     def _heartbeat(self) -> None:
         with self._lock:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .client import Client, Job
@@ -19,8 +20,20 @@ log = logging.getLogger(__name__)
 BEAT_MAX = 10.0  # seconds between heartbeats at most while jobs run (fresh log tails)
 
 
+@dataclass
+class Orphans:
+    """Jobs at the stage a worker's jobs run in, held by lost workers (or
+    overstaying): ``count`` of them, coming back to stage ``back_to`` once
+    their lifetime (``lifetime`` seconds, None if the stage has none or the
+    board does not requeue) has passed."""
+    count: int
+    back_to: int
+    lifetime: float | None
+
+
 class Source(Protocol):
     def claim(self, n: int) -> list[Job]: ...
+    def orphans(self) -> Orphans: ...
     def done(self, job: Job, log_tail: str) -> None: ...
     def failed(self, job: Job, error: str, exit_code: int | None,
                log_tail: str) -> str | None: ...
@@ -39,6 +52,16 @@ class ApiSource:
 
     def claim(self, n: int) -> list[Job]:
         return self.client.claim(self.opts.stage, n, self.opts.to_stage)
+
+    def orphans(self) -> Orphans:
+        running = self.opts.stage + 1 if self.opts.to_stage is None else self.opts.to_stage
+        s = self.client.status()
+        count = int(s.get("orphaned", {}).get(str(running), 0))
+        minutes = next((st["lifetime"] for st in s.get("stages", ()) if st["stage"] == running),
+                       0)
+        requeued = s.get("auto_requeue", True)
+        # the sweeper sends an overstaying job back one stage
+        return Orphans(count, running - 1, minutes * 60.0 if minutes and requeued else None)
 
     def done(self, job: Job, log_tail: str) -> None:
         to = None if self.opts.to_stage is None else self.opts.to_stage + 1
@@ -71,6 +94,9 @@ class ClassicSource:
         self.client = client
         self.opts = opts
         self._lock = threading.Lock()
+
+    def orphans(self) -> Orphans:
+        return Orphans(0, self.opts.stage, None)  # the classic protocol does not know workers
 
     def claim(self, n: int) -> list[Job]:
         got = []
