@@ -17,11 +17,24 @@ from flask import current_app, has_app_context
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
 STEP = 1 << 20  # inflate a megabyte at a time
+FLOOR = 16 << 20  # bodies may always inflate to this, whatever their ratio
 
 
 def max_decoded() -> int:
     mb = current_app.config["MAX_DECODED_MB"] if has_app_context() else 256
     return int(mb * (1 << 20))
+
+
+def inflate_ratio() -> float:
+    return float(current_app.config["MAX_INFLATE_RATIO"]) if has_app_context() else 50.0
+
+
+def pause() -> None:
+    """Let other green threads run (eventlet; nothing under threads)."""
+    from .extensions import socketio
+
+    if has_app_context() and current_app.config.get("ASYNC_MODE") == "eventlet":
+        socketio.sleep(0)
 
 
 def _compressed(raw: bytes) -> bool:
@@ -35,6 +48,10 @@ def decompress(raw: bytes) -> bytes:
     if not _compressed(raw):
         return raw
     limit = max_decoded()
+    # A job list compresses some 5 to 20 times; a bomb a thousand: refuse
+    # one as soon as it inflates past MAX_INFLATE_RATIO times its size
+    # (beyond a floor, for small bodies), long before MAX_DECODED_MB.
+    ratio_cap = max(FLOOR, int(len(raw) * inflate_ratio()))
     d = zlib.decompressobj(wbits=47)  # 32 + 15: zlib or gzip header
     parts: list[bytes] = []
     size = 0
@@ -47,8 +64,13 @@ def decompress(raw: bytes) -> bytes:
                 raise RequestEntityTooLarge(
                     f"the body inflates to more than {limit >> 20} MB (MAX_DECODED_MB): "
                     "push in smaller requests")
+            if size > ratio_cap:
+                raise RequestEntityTooLarge(
+                    f"the body inflates more than {inflate_ratio():g} times its size "
+                    "(MAX_INFLATE_RATIO): a decompression bomb, or data to push in a file")
             parts.append(chunk)
             data = d.unconsumed_tail
+            pause()  # other requests get their turn while a big body inflates
         tail = d.flush()
     except zlib.error as exc:
         raise BadRequest(f"body is not valid zlib/gzip data: {exc}") from None
@@ -63,8 +85,10 @@ def decompress(raw: bytes) -> bytes:
 
 # A \uD800-\uDFFF escape that is not half of a pair: JSON lets it through,
 # but no database can store the string it makes.
-_LONE = (r"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
-         r"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}")
+# (An escape is one after an even run of backslashes: "C:\\\\ud800" is text.)
+_LONE = (r"(?:^|[^\\])(?:\\\\)*(?:"
+         r"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+         r"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2})")
 _LONE_TEXT = re.compile(_LONE)
 _LONE_BYTES = re.compile(_LONE.encode())
 
@@ -74,7 +98,9 @@ def loads(data: bytes | str, what: str = "body") -> Any:
     for the parser included, and strings no database can store)."""
     lone = (_LONE_BYTES if isinstance(data, bytes) else _LONE_TEXT).search(data)
     if lone is not None:
-        raise BadRequest(f"{what} holds a lone surrogate ({lone.group(0)!r}): "
+        escape = lone.group(0)[-6:]
+        escape = escape.decode() if isinstance(escape, bytes) else escape
+        raise BadRequest(f"{what} holds a lone surrogate ({escape}): "
                          "text must be valid Unicode")
     try:
         return json.loads(data)

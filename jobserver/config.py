@@ -42,6 +42,8 @@ DEFAULTS: dict[str, Any] = {
     # not) and what a zlib/gzip body may inflate to, in megabytes.
     "MAX_BODY_MB": 256.0,
     "MAX_DECODED_MB": 512.0,
+    # ... and at most this many times its compressed size (beyond 16 MB).
+    "MAX_INFLATE_RATIO": 50.0,
     # The standalone (eventlet) server: seconds after which an idle or slow
     # connection is closed, and how many may be open at once.
     "CONNECTION_TIMEOUT": 60.0,

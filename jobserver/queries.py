@@ -7,8 +7,8 @@ from typing import Any
 from sqlalchemy import and_, func, literal, select, true
 
 from .extensions import db
-from .models import (Attempt, Event, Job, JobState, Outcome, Stage, StageCount, Status, Worker,
-                     WorkerState)
+from .models import (Attempt, Board, Event, Job, JobState, Outcome, Stage, StageCount, Status,
+                     Worker, WorkerState)
 
 JOBS = Job.__table__
 STAGES = Stage.__table__
@@ -225,7 +225,8 @@ def board_status(board_id: int) -> dict[str, Any]:
 
 def orphaned(board_id: int) -> dict[str, int]:
     """Running jobs per stage that will come back to the pool: their worker
-    is lost, or they overstay their stage's lifetime (flagged).  A worker
+    is lost, or they overstay their stage's lifetime (flagged), on a stage
+    with a lifetime of a board that requeues by itself.  A worker
     that found nothing to claim waits for these before it leaves."""
     lost = db.session.execute(
         select(ATTEMPTS.c.stage, func.count())
@@ -238,10 +239,18 @@ def orphaned(board_id: int) -> dict[str, int]:
         select(JOBS.c.stage, func.count()).where(
             JOBS.c.board_id == board_id, JOBS.c.flagged == true(),
             JOBS.c.state == JobState.ACTIVE.value).group_by(JOBS.c.stage)).all()
+    # only what the sweeper will requeue: a stage with a lifetime, on a
+    # board that requeues by itself
+    requeues = db.session.execute(
+        select(Board.__table__.c.auto_requeue).where(Board.__table__.c.id == board_id)).scalar()
+    timed = {r.number for r in stages(board_id) if r.lifetime > 0}
     end_read()
     out: dict[str, int] = {}
+    if not requeues:
+        return out
     for claimed_from, n in lost:  # shown at the running stage the job sits in
-        out[str(claimed_from + 1)] = out.get(str(claimed_from + 1), 0) + n
+        if claimed_from + 1 in timed:
+            out[str(claimed_from + 1)] = out.get(str(claimed_from + 1), 0) + n
     for stage, n in flagged:
         if stage % 2:
             out[str(stage)] = max(out.get(str(stage), 0), n)

@@ -273,3 +273,20 @@ def test_nul_characters_never_reach_the_database(client):
     assert client.get("/api/v1/boards/nul/jobs/a%00", headers=auth).status_code == 404
     assert client.get("/api/v1/boards/n%00ul", headers=auth).status_code in (403, 404)
     assert client.get("/boards/nul?key=a%00").status_code == 200
+
+
+def test_a_literal_backslash_u_is_text_not_a_surrogate(client):
+    auth = api_board(client, "path")
+    r = client.post("/api/v1/boards/path/jobs", headers=auth,
+                    data=b'[{"key": "w", "payload": "C:\\\\ud800\\\\file"}]')
+    assert r.status_code == 200 and r.json["created"] == 1
+
+
+def test_a_bomb_is_refused_by_its_ratio_long_before_the_size_cap(app, client):
+    bomb = zlib.compress(b"[" + b" " * (200 << 20) + b"]", 9)  # 200 MB in ~200 KB
+    assert app.config["MAX_DECODED_MB"] >= 256
+    r = client.post("/set", data=bomb, headers=H)
+    assert r.status_code == 413 and "MAX_INFLATE_RATIO" in r.json["message"]
+    honest = zlib.compress(json.dumps({str(i): {"jobstage": 0, "jobcmd": {"seed": i}}
+                                       for i in range(50_000)}).encode())
+    assert client.post("/set", data=honest, headers=H).status_code == 200
