@@ -49,5 +49,9 @@ def same_origin_writes() -> None:
     origin = request.headers.get("Origin")
     if origin is None:
         return
-    if origin == "null" or urlsplit(origin).netloc.lower() != request.host.lower():
+    try:
+        host = urlsplit(origin).netloc.lower()
+    except ValueError:  # not a URL at all
+        host = ""
+    if origin == "null" or host != request.host.lower():
         raise Forbidden(f"a write from a page of another site ({origin[:100]}) is refused")

@@ -16,7 +16,7 @@ from .bodies import parse_json
 from .extensions import socketio
 from .lifecycle import BoardRef, NewJob
 from .limits import (INT64_MAX, MAX_PAGE, MAX_STAGE, max_payload, parse_int,
-                     payload_too_large)
+                     payload_too_large, storable)
 
 bp = Blueprint("classic", __name__)
 
@@ -251,6 +251,8 @@ def _filename(value: Any) -> str | None:
                          f"{MAX_FILENAME:,}: send a path")
     if "\x00" in value:
         raise BadRequest("filename holds a NUL character")
+    if not storable(value):
+        raise BadRequest("filename is not valid Unicode (a lone surrogate such as \\ud800)")
     return value
 
 

@@ -110,23 +110,30 @@ def _name_secret(app: Flask) -> bytes:
     if given:
         return given.encode()
     path = os.path.join(app.instance_path, "name-secret")
-    try:
-        with open(path, "rb") as f:
-            return f.read().strip()
-    except FileNotFoundError:
-        pass
-    try:
-        os.makedirs(app.instance_path, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process made it first
-        with open(path, "rb") as f:
-            return f.read().strip()
-    except OSError as exc:
-        raise SystemExit(f"cannot create {path} ({exc}): make the instance folder writable "
-                         "or set JOBSERVER_NAME_SECRET") from None
-    secret = secrets.token_hex(32).encode()
-    with os.fdopen(fd, "wb") as f:
-        f.write(secret)
+    if not os.path.exists(path):
+        # written whole under another name, then linked into place: a
+        # process starting at the same moment reads a whole secret or none
+        try:
+            os.makedirs(app.instance_path, exist_ok=True)
+            tmp = f"{path}.{os.getpid()}.tmp"
+            with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
+                f.write(secrets.token_hex(32).encode())
+                f.flush()
+                os.fsync(f.fileno())
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass  # another process made it first: theirs holds
+            finally:
+                os.unlink(tmp)
+        except OSError as exc:
+            raise SystemExit(f"cannot create {path} ({exc}): make the instance folder "
+                             "writable or set JOBSERVER_NAME_SECRET") from None
+    with open(path, "rb") as f:
+        secret = f.read().strip()
+    if len(secret) < 32:
+        raise SystemExit(f"{path} holds no usable secret (delete it to make a new one, "
+                         "or set JOBSERVER_NAME_SECRET)")
     return secret
 
 

@@ -44,3 +44,12 @@ def max_payload() -> int:
     from flask import current_app
 
     return int(current_app.config["MAX_PAYLOAD_KB"] * 1024)
+
+
+def storable(text: str) -> bool:
+    """Whether UTF-8 can encode ``text`` (JSON may spell a lone surrogate)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -223,18 +223,24 @@ def board_status(board_id: int) -> dict[str, Any]:
     }
 
 
+def lost_open_attempts(board_id: int) -> Any:
+    """Open attempts of the board's lost workers, per stage claimed from."""
+    return (select(ATTEMPTS.c.stage, func.count())
+            .where(ATTEMPTS.c.board_id == board_id, ATTEMPTS.c.ended_at.is_(None),
+                   ATTEMPTS.c.worker.in_(
+                       select(WORKERS.c.name).where(WORKERS.c.board_id == board_id,
+                                                    WORKERS.c.state == WorkerState.LOST.value)))
+            .group_by(ATTEMPTS.c.stage))
+
+
 def orphaned(board_id: int) -> dict[str, int]:
     """Running jobs per stage that will come back to the pool: their worker
     is lost, or they overstay their stage's lifetime (flagged), on a stage
     with a lifetime of a board that requeues by itself.  A worker
     that found nothing to claim waits for these before it leaves."""
-    lost = db.session.execute(
-        select(ATTEMPTS.c.stage, func.count())
-        .join(WORKERS, (WORKERS.c.board_id == ATTEMPTS.c.board_id)
-              & (WORKERS.c.name == ATTEMPTS.c.worker))
-        .where(ATTEMPTS.c.board_id == board_id, ATTEMPTS.c.ended_at.is_(None),
-               WORKERS.c.state == WorkerState.LOST.value)
-        .group_by(ATTEMPTS.c.stage)).all()
+    # from the (few) lost workers, one index seek each into their open
+    # attempts: never a walk over the board's attempt history
+    lost = db.session.execute(lost_open_attempts(board_id)).all()
     flagged = db.session.execute(
         select(JOBS.c.stage, func.count()).where(
             JOBS.c.board_id == board_id, JOBS.c.flagged == true(),

@@ -35,7 +35,7 @@ class Stream:
         self._chunks: collections.deque[bytes] = collections.deque()
         self._size = 0
         self._lock = threading.Lock()
-        self._file: IO[bytes] | None = open(file, "wb", buffering=0) if file else None
+        self._file: IO[bytes] | None = _new_file(file) if file else None
         self._tee = tee
         self._partial = b""
         self.version = 0  # grows with every chunk: tells a changed tail
@@ -104,3 +104,16 @@ class Capture:
             out = out[len(out) - (limit - 40 - keep_err):] if limit - 40 - keep_err else ""
         return ((f"--- stdout ---\n{out}" if out else "")
                 + (f"--- stderr ---\n{err}" if err else ""))
+
+
+def _new_file(path: Path) -> IO[bytes]:
+    """A file of its own for one attempt's pipe: an attempt number given
+    back by a release comes again, and must not overwrite the first run's
+    output (the next one is name.1.out, name.2.out, ...)."""
+    candidate = path
+    for n in range(1, 10_000):
+        try:
+            return open(candidate, "xb", buffering=0)
+        except FileExistsError:
+            candidate = path.with_name(f"{path.stem}.{n}{path.suffix}")
+    return open(candidate, "wb", buffering=0)

@@ -196,10 +196,19 @@ class Runner:
                     continue
                 if not self.running:
                     if not self.opts.continuous:
+                        waited = self._orphans_until is not None
                         if self._orphans_coming_back():
                             self._wake.wait(self.opts.poll_max)
                             self._wake.clear()
                             continue
+                        if waited:  # they may have come back since the last claim
+                            self._orphans_until = None
+                            jobs = self.source.claim(min(free, self.opts.batch))
+                            for job in jobs:
+                                self._start(job)
+                            self.claimed += len(jobs)
+                            if jobs:
+                                continue
                         break
                     self._wake.wait(idle)
                     self._wake.clear()

@@ -1,12 +1,12 @@
 """Boards: create one (answers its first token), read its status."""
 from __future__ import annotations
 
-from flask import current_app, jsonify, request
+from flask import jsonify, request
 
 from .. import insights, lifecycle, queries
 from ..limits import check_int
 from . import bp
-from .auth import bearer, board_for_request, board_or_admin, is_admin, require_admin
+from .auth import board_for_request, board_or_admin, is_admin, require_admin
 from .openapi import STAGE
 from .validate import body_object, check_body
 
@@ -27,10 +27,9 @@ def create_board():
 
 @bp.get("/boards")
 def list_boards():
-    """Every board to the admin token (or to anyone when the server has
-    none); a board's token sees its own board."""
+    """Every board to the admin token; a board's token sees its own board."""
     boards = lifecycle.list_boards()
-    if not is_admin() and (bearer() is not None or current_app.config.get("ADMIN_TOKEN")):
+    if not is_admin():
         own = board_for_request(None)
         boards = [b for b in boards if b["id"] == own.id]
     return jsonify(boards=[{k: v for k, v in b.items() if k != "id"} for b in boards])

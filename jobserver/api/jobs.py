@@ -8,7 +8,7 @@ from werkzeug.exceptions import BadRequest, NotFound
 
 from .. import lifecycle, queries
 from ..lifecycle import Advance
-from ..limits import INT64_MAX, max_payload, payload_too_large
+from ..limits import INT64_MAX, max_payload, payload_too_large, storable
 from . import bp
 from .auth import board_for_request
 from .openapi import PUSH_RULES
@@ -34,8 +34,10 @@ def _new_jobs(items: list) -> list[tuple[str, str, int]]:
             if type(key) is not int or not -INT64_MAX - 1 <= key <= INT64_MAX:
                 raise BadRequest(f"job {n}: 'key' must be a string or a 64-bit integer")
             key = str(key)
-        if not 0 < len(key) <= MAX_KEY or "\x00" in key:
-            raise BadRequest(f"job {n}: 'key' must be 1 to {MAX_KEY} characters, no NUL")
+        if not 0 < len(key) <= MAX_KEY or "\x00" in key or not (key.isascii()
+                                                                 or storable(key)):
+            raise BadRequest(f"job {n}: 'key' must be 1 to {MAX_KEY} characters of valid "
+                             "Unicode, no NUL")
         stage = item.get("stage", 0)
         if type(stage) is not int or not 0 <= stage <= MAX_PUSH_STAGE:
             raise BadRequest(f"job {n}: 'stage' must be an integer from 0 to {MAX_PUSH_STAGE}")

@@ -21,7 +21,9 @@ NUM = {"type": "number"}
 BOOL = {"type": "boolean"}
 ANY: dict[str, Any] = {}
 MAX_NAME = 200  # worker, host, token and stage names (the columns' width)
-NO_NUL = r"^[^\x00]*$"  # PostgreSQL's text cannot hold a NUL
+# What a database stores: no NUL (PostgreSQL's text refuses it), no lone
+# surrogate (UTF-8 cannot encode one; JSON can spell it, "\ud800").
+NO_NUL = r"^[^\x00\ud800-\udfff]*$"
 NAME = {"type": "string", "minLength": 1, "maxLength": MAX_NAME, "pattern": NO_NUL}
 TEXT = {"type": "string"}
 MINUTES = {"type": "number", "minimum": 0, "maximum": 1e9,
@@ -196,8 +198,8 @@ def _paths() -> dict[str, Any]:
 
     add("/boards", "post", "Create a board (needs the server's admin token); answers its "
         "first token", _ok(obj({"board": TEXT, "token": TEXT, "url": TEXT}), "201", "Created"))
-    add("/boards", "get", "List boards: all of them with the admin token (or on a server "
-        "without one), a board token's own otherwise",
+    add("/boards", "get", "List boards: all of them with the admin token, a board token's "
+        "own otherwise",
         _ok(obj({"boards": array(obj({"name": TEXT, "classic": BOOL, "created_at": NUM,
                                       "jobs": {"type": "integer"}}))})))
     add("/boards/{name}", "get", "Board status: counts, settings, progress, health",
@@ -249,7 +251,6 @@ def _paths() -> dict[str, Any]:
         _ok(obj({"cancelled": array(ID), "lost": array(ID)})))
     add("/boards/{name}/workers", "get", "The board's workers: alive or lost, last seen, "
         "last resources", _ok(obj({"workers": array(_ref("Worker"))})))
-    p["/boards"]["get"]["security"] = [{}, {"bearer": []}]  # a token is optional there
     return p
 
 

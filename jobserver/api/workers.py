@@ -16,7 +16,7 @@ def _by_attempt(mapping: dict | None, kind: type) -> dict[int, Any]:
     (and values of the wrong kind) are ignored, as the description says."""
     out = {}
     for k, v in (mapping or {}).items():
-        if isinstance(v, kind) and k.isdigit() and len(k) <= 18:
+        if isinstance(v, kind) and k.isascii() and k.isdigit() and len(k) <= 18:
             out[int(k)] = v
     return out
 

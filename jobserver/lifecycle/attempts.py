@@ -28,8 +28,9 @@ MAX_LOG = 16000  # characters of log tail kept
 
 def _text(output: str, keep: int) -> str:
     """The tail of a command's output as every database stores it: a NUL
-    (which PostgreSQL's text refuses) becomes U+FFFD."""
-    return output[-keep:].replace("\x00", "\ufffd")
+    (which PostgreSQL's text refuses) becomes U+FFFD, a lone surrogate '?'."""
+    tail = output[-keep:].replace("\x00", "\ufffd")
+    return tail if tail.isascii() else tail.encode("utf-8", "replace").decode("utf-8")
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,8 @@ _OPEN_ATTEMPTS = (
            JOBS.c.key, JOBS.c.state, JOBS.c.attempts, JOBS.c.stage.label("job_stage"))
     .join(JOBS, JOBS.c.id == ATTEMPTS.c.job_id)
     .where(ATTEMPTS.c.id.in_(bindparam("ids", expanding=True)))
-    .with_for_update(of=ATTEMPTS)
+    # the jobs too: a cancel committing in between must not be counted twice
+    .with_for_update(of=[ATTEMPTS, JOBS])
 )
 
 

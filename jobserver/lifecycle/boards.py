@@ -58,9 +58,12 @@ def rename_guessable_boards() -> int:
     return len(old)
 
 
-def _board_cache() -> dict[int, BoardRef]:
-    # jobix -> board identity never changes, so it may be remembered; bounded
-    # by the number of boards (and cleared past 10,000), not by traffic.
+BOARD_TTL = 1.0  # seconds a jobix's board is remembered (a board deleted
+                 # by another process is seen within this)
+
+
+def _board_cache() -> dict[int, tuple[float, BoardRef]]:
+    # bounded by the number of boards (cleared past 10,000), not by traffic
     cache = current_app.extensions.setdefault("jobserver_boards", {})
     if len(cache) > 10_000:
         cache.clear()
@@ -69,14 +72,17 @@ def _board_cache() -> dict[int, BoardRef]:
 
 def find_board(jobix: int) -> BoardRef | None:
     cache = _board_cache()
-    ref = cache.get(jobix)
-    if ref is not None:
-        return ref
+    now = time.monotonic()
+    hit = cache.get(jobix)
+    if hit is not None and hit[0] > now:
+        return hit[1]
     with _engine().connect() as conn:
         row = conn.execute(_BOARD_REF.where(BOARDS.c.jobix == jobix)).first()
     if row is None:
+        cache.pop(jobix, None)
         return None
-    ref = cache[jobix] = _ref_of(row)
+    ref = _ref_of(row)
+    cache[jobix] = (now + BOARD_TTL, ref)
     return ref
 
 

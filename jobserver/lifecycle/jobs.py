@@ -35,8 +35,9 @@ _CLAIM = (
     .returning(JOBS.c.id, JOBS.c.key, JOBS.c.payload, JOBS.c.attempts)
 )
 
-_JOB_STAGE = select(JOBS.c.stage, JOBS.c.state).where(JOBS.c.board_id == bindparam("b"),
-                                                    JOBS.c.key == bindparam("k"))
+_JOB_STAGE = (select(JOBS.c.stage, JOBS.c.state)
+              .where(JOBS.c.board_id == bindparam("b"), JOBS.c.key == bindparam("k"))
+              .with_for_update())  # PostgreSQL: the move below is counted from this
 _NEW_ATTEMPT = ATTEMPTS.insert().returning(ATTEMPTS.c.id)
 _NEW_ATTEMPTS = ATTEMPTS.insert().returning(ATTEMPTS.c.id, ATTEMPTS.c.job_id)
 

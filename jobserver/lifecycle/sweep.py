@@ -84,51 +84,59 @@ def _flag_overdue(conn: Connection, now: float, board_id: int | None) -> list[An
     return rows
 
 
+def _claimed_from(conn: Connection, job_ids: list[int]) -> dict[int, int]:
+    """The stage each job's open attempt claimed it from (a claim may jump
+    stages: /get/<s>/<next>, --to-stage)."""
+    rows = conn.execute(select(ATTEMPTS.c.job_id, ATTEMPTS.c.stage)
+                        .where(ATTEMPTS.c.job_id.in_(job_ids), ATTEMPTS.c.ended_at.is_(None)))
+    return {r.job_id: r.stage for r in rows}
+
+
 def _auto_requeue(conn: Connection, flagged: list[Any], now: float) -> tuple[int, int]:
-    """Send flagged jobs at odd stages back one stage, or fail them there
-    once they used up their board's attempts at that stage.  Returns
-    (requeued, failed)."""
+    """Send flagged jobs at odd stages back to the stage they were claimed
+    from (one stage down when no claim is known), or fail them there once
+    they used up their board's attempts at that stage.  Returns (requeued,
+    failed)."""
     odd = [r for r in flagged if r.stage % 2 == 1]
     if not odd:
         return 0, 0
     boards = {b.id: b for b in conn.execute(
         select(BOARDS.c.id, BOARDS.c.auto_requeue, BOARDS.c.max_attempts)
         .where(BOARDS.c.id.in_({r.board_id for r in odd}))).all()}
-    requeue: dict[int, list[Any]] = {}
-    fail: list[Any] = []
+    odd = [r for r in odd if boards[r.board_id].auto_requeue]
+    claimed = _claimed_from(conn, [r.id for r in odd]) if odd else {}
+    back = {r.id: claimed.get(r.id, r.stage - 1) for r in odd}
+    requeue: dict[tuple[int, int], list[Any]] = {}
+    fail: dict[tuple[int, int], list[Any]] = {}
     for r in odd:
-        b = boards[r.board_id]
-        if not b.auto_requeue:
-            continue
-        if r.attempts >= b.max_attempts:
-            fail.append(r)
-        else:
-            requeue.setdefault(r.stage, []).append(r)
+        into = fail if r.attempts >= boards[r.board_id].max_attempts else requeue
+        into.setdefault((r.stage, back[r.id]), []).append(r)
     tally = Tally()
-    for stage, rows in requeue.items():
+    for (stage, to), rows in requeue.items():
         conn.execute(update(JOBS).where(JOBS.c.id.in_([r.id for r in rows]))
-                     .values(stage=stage - 1, flagged=False, entered_at=now, heartbeat_at=None))
+                     .values(stage=to, flagged=False, entered_at=now, heartbeat_at=None))
         for r in rows:
-            tally.move(r.board_id, 1, (stage, ACTIVE), (stage - 1, ACTIVE))
-    for r in fail:  # failed for good at the stage it was claimed from
-        tally.move(r.board_id, 1, (r.stage, ACTIVE), (r.stage - 1, JobState.FAILED.value))
-    tally.apply(conn, now)
-    for stage in {r.stage for r in fail}:
-        conn.execute(update(JOBS).where(JOBS.c.id.in_([r.id for r in fail if r.stage == stage]))
-                     .values(state=JobState.FAILED.value, heartbeat_at=None, stage=stage - 1,
+            tally.move(r.board_id, 1, (stage, ACTIVE), (to, ACTIVE))
+    for (stage, to), rows in fail.items():  # failed for good where it was claimed from
+        conn.execute(update(JOBS).where(JOBS.c.id.in_([r.id for r in rows]))
+                     .values(state=JobState.FAILED.value, heartbeat_at=None, stage=to,
                              flagged=False, entered_at=now,
                              error="lost: its worker went silent for longer than the lifetime"))
+        for r in rows:
+            tally.move(r.board_id, 1, (stage, ACTIVE), (to, JobState.FAILED.value))
+    tally.apply(conn, now)
     moved = [r for rows in requeue.values() for r in rows]
-    _close_attempts(conn, [r.id for r in moved + fail], now, Outcome.LOST)
-    events = [_event(r.board_id, EventKind.REQUEUED, now, job_id=r.id, stage=r.stage - 1,
+    failed = [r for rows in fail.values() for r in rows]
+    _close_attempts(conn, [r.id for r in moved + failed], now, Outcome.LOST)
+    events = [_event(r.board_id, EventKind.REQUEUED, now, job_id=r.id, stage=back[r.id],
                      detail={"reason": "lifetime exceeded", "attempts": r.attempts})
               for r in moved]
-    events += [_event(r.board_id, EventKind.FAILED, now, job_id=r.id, stage=r.stage - 1,
+    events += [_event(r.board_id, EventKind.FAILED, now, job_id=r.id, stage=back[r.id],
                       detail={"reason": "lifetime exceeded", "attempts": r.attempts})
-               for r in fail]
+               for r in failed]
     if events:
         conn.execute(_NEW_EVENT, events)
-    return len(moved), len(fail)
+    return len(moved), len(failed)
 
 
 def sweep(board_id: int | None = None, now: float | None = None,

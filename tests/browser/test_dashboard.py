@@ -59,7 +59,7 @@ def test_board_page_follows_a_draining_board(server, page):
     page.wait_for_function("document.getElementById('failed').textContent === '4'")
     assert page.evaluate("window.__same_page") is True  # live, no reload
     assert float(page.inner_text("#per-minute")) > 0
-    assert page.text_content("#health") == "done"
+    assert page.text_content("#health") == "failed"  # 4 failed, nothing left: never "done"
     assert page.locator("#failed-jobs tbody tr.failed").count() == 4
     assert "exit code 1" in page.inner_text("#failed-jobs")
     assert page.inner_text("#funnel tr[data-stage='2'] .count") == "196"

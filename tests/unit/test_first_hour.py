@@ -290,3 +290,14 @@ def test_config_shows_what_serve_runs_with(monkeypatch, tmp_path):
 def test_openapi_describes_the_new_routes(client, missing):
     method, path = missing.split(" ")
     assert method.lower() in client.get("/api/v1/openapi.json").json["paths"][path]
+
+
+def test_a_lost_job_goes_back_to_the_stage_it_was_claimed_from(client):
+    h = {"jobix": "32"}
+    client.get("/init/0/1/0/1/0", headers=h)
+    client.post("/set", data=json.dumps({"1": {"jobstage": 0, "jobcmd": "x"}}), headers=h)
+    assert client.get("/get/0/3", headers=h).json["jobid"] == 1  # 0 -> 3, skipping 1 and 2
+    b = lifecycle.find_board(32)
+    assert lifecycle.sweep(board_id=b.id, now=time.time() + 61).requeued == 1
+    assert queries.job_detail(b.id, "1")["stage"] == 0  # not 2: stage 0's work is undone
+    assert queries.board_status(b.id)["by_stage"] == {0: {"active": 1}}

@@ -245,7 +245,7 @@ def test_lone_surrogates_are_a_400_not_a_500(client):
     auth = api_board(client, "sur")
     body = b'[{"key": "a\\ud800b"}]'
     r = client.post("/api/v1/boards/sur/jobs", data=body, headers=auth)
-    assert r.status_code == 400 and "surrogate" in r.json["message"]
+    assert r.status_code == 400 and "Unicode" in r.json["message"]
     r = client.post("/api/v1/boards/sur/claim", headers=auth,
                     data=b'{"stage": 0, "worker": "\\udc00"}')
     assert r.status_code == 400
@@ -290,3 +290,52 @@ def test_a_bomb_is_refused_by_its_ratio_long_before_the_size_cap(app, client):
     honest = zlib.compress(json.dumps({str(i): {"jobstage": 0, "jobcmd": {"seed": i}}
                                        for i in range(50_000)}).encode())
     assert client.post("/set", data=honest, headers=H).status_code == 200
+
+
+@pytest.mark.parametrize("body", [
+    b'[{"key": "\\\\ud800\\udc00"}]',  # an escaped backslash, then a lone low surrogate
+    b'[{"key": "a\\ud800"}]'])
+def test_no_lone_surrogate_reaches_the_database_however_spelled(client, body):
+    auth = api_board(client, "sur2")
+    assert client.post("/api/v1/boards/sur2/jobs", data=body, headers=auth).status_code == 400
+    claim = body.replace(b'[{"key"', b'{"stage": 0, "worker"').replace(b"}]", b"}")
+    assert client.post("/api/v1/boards/sur2/claim", data=claim, headers=auth).status_code == 400
+    client.post("/api/v1/boards/sur2/jobs", json=[{"key": "x"}], headers=auth)
+    job = client.post("/api/v1/boards/sur2/claim", json={"stage": 0, "worker": "w"},
+                      headers=auth).json["jobs"][0]
+    r = client.post("/api/v1/boards/sur2/fail", headers=auth, data=(
+        b'{"attempt_id": %d, "error": "e\\ud800", "log": "l\\udc00"}' % job["attempt_id"]))
+    assert r.status_code == 200  # output is kept, the odd character replaced
+
+
+def test_heartbeat_keys_in_other_digits_are_ignored(client):
+    auth = api_board(client, "hb")
+    r = client.post("/api/v1/boards/hb/heartbeat", headers=auth,
+                    json={"worker": "w", "logs": {"\u00b2": "x"}, "samples": {"\u0663": {}}})
+    assert r.status_code == 200
+
+
+def test_a_malformed_origin_is_refused_not_crashed(client):
+    r = client.post("/api/v1/boards", headers={"Origin": "http://["}, json={"name": "o"})
+    assert r.status_code == 403
+
+
+def test_a_second_gzip_member_is_refused(client):
+    auth = api_board(client, "gz")
+    body = (gzip.compress(json.dumps([{"key": "a"}]).encode())
+            + gzip.compress(json.dumps([{"key": "b"}]).encode()))
+    r = client.post("/api/v1/boards/gz/jobs", data=body, headers=auth)
+    assert r.status_code == 400
+    assert client.get("/api/v1/boards/gz", headers=auth).json["total"] == 0
+
+
+def test_orphaned_reads_only_the_lost_workers_open_attempts(sqlite_app):
+    """One index seek per lost worker (board, worker, open), never a walk over
+    the board's attempt history (the plan, on SQLite)."""
+    from sqlalchemy import text
+    from sqlalchemy.dialects import sqlite
+
+    sql = str(queries.lost_open_attempts(1).compile(dialect=sqlite.dialect(),
+                                                    compile_kwargs={"literal_binds": True}))
+    plan = " ".join(r[3] for r in db.session.execute(text("EXPLAIN QUERY PLAN " + sql)))
+    assert "ix_attempts_worker (board_id=? AND worker=? AND ended_at=?)" in plan, plan

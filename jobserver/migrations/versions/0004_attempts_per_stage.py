@@ -26,7 +26,7 @@ def upgrade():
     op.execute(
         "UPDATE jobs SET attempts = (SELECT count(*) FROM attempts a WHERE a.job_id = jobs.id "
         "AND a.stage = jobs.stage - jobs.stage % 2 "
-        "AND a.outcome IN ('failed', 'lost', 'running'))")
+        "AND a.outcome IN ('failed', 'lost', 'running')) WHERE attempts > 0")
     # The kept counters follow the moved failed jobs: count once, here.
     op.execute("DELETE FROM stage_counts")
     op.execute("INSERT INTO stage_counts (board_id, stage, state, n) "
