@@ -214,8 +214,8 @@ def job_history(board_id: int, key: str) -> dict[str, Any] | None:
     job["timeline"] = sorted(timeline, key=lambda t: t["at"])
     job["summary"] = _job_summary(job, _max_attempts(board_id))
     job["outputs"] = sorted(((int(s), t) for s, t in job["log_tails"].items()), reverse=True)
-    job["payload_text"] = json.dumps(job["payload"], indent=2)
-    job["result_text"] = None if job["result"] is None else json.dumps(job["result"], indent=2)
+    job["payload_text"] = _pretty(job["payload"])
+    job["result_text"] = None if job["result"] is None else _pretty(job["result"])
     return job
 
 
@@ -237,3 +237,12 @@ def _job_summary(job: dict[str, Any], max_attempts: int) -> str:
     if state == "failed":
         return f"failed at stage {stage} after {used} of {max_attempts} attempts at that stage"
     return f"{state} at stage {stage}"
+
+
+def _pretty(value: Any) -> str:
+    """Indented JSON; compact for a value nested too deeply for the
+    indenting encoder (which recurses in Python)."""
+    try:
+        return json.dumps(value, indent=2)
+    except RecursionError:
+        return json.dumps(value)

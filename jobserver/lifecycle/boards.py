@@ -168,10 +168,13 @@ def _set_stage(conn: Connection, board_id: int, stage: int, **values: Any) -> No
 
 
 def set_lifetime(board_id: int, stage: int, minutes: float) -> dict[int, float]:
-    """Set (or add) the lifetime of one stage."""
+    """Set the lifetime of one of the board's stages (or add one to a board
+    without declared stages): a board's last stage stays where it was
+    checked to be, so its done jobs stay done."""
     _check_minutes([minutes])
     _check_stages(None, board_id, stage)
     with write_transaction(_engine()) as conn:
+        _check_stages(conn, board_id, stage)
         _set_stage(conn, board_id, stage, lifetime=float(minutes))
         result = _lifetimes(conn, board_id)
     live.mark_dirty(board_id)
@@ -339,5 +342,6 @@ def board_settings(board_id: int) -> dict[str, Any]:
 def set_stage_name(board_id: int, stage: int, name: str | None) -> None:
     _check_stages(None, board_id, stage)
     with write_transaction(_engine()) as conn:
+        _check_stages(conn, board_id, stage)
         _set_stage(conn, board_id, stage, name=name)
     live.mark_dirty(board_id)

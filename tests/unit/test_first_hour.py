@@ -301,3 +301,15 @@ def test_a_lost_job_goes_back_to_the_stage_it_was_claimed_from(client):
     assert lifecycle.sweep(board_id=b.id, now=time.time() + 61).requeued == 1
     assert queries.job_detail(b.id, "1")["stage"] == 0  # not 2: stage 0's work is undone
     assert queries.board_status(b.id)["by_stage"] == {0: {"active": 1}}
+
+
+def test_no_stage_can_be_added_past_a_boards_last_one(client):
+    auth = api_board(client, name="fixed")
+    r = client.put("/api/v1/boards/fixed/stages/3", json={"lifetime": 5}, headers=auth)
+    assert r.status_code == 404 and "0..2" in r.json["message"]
+    assert client.put("/api/v1/boards/fixed/stages/1", json={"lifetime": 5},
+                      headers=auth).status_code == 200
+    h = {"jobix": "33"}
+    client.get("/init/0/30/0", headers=h)
+    assert client.get("/lifetime/3/1", headers=h).status_code == 404
+    assert client.get("/lifetime", headers=h).json == {"0": 0, "1": 30, "2": 0}
