@@ -23,7 +23,7 @@ ANY: dict[str, Any] = {}
 MAX_NAME = 200  # worker, host, token and stage names (the columns' width)
 # What a database stores: no NUL (PostgreSQL's text refuses it), no lone
 # surrogate (UTF-8 cannot encode one; JSON can spell it, "\ud800").
-NO_NUL = r"^[^\x00\ud800-\udfff]*$"
+NO_NUL = r"^[^\u0000\ud800-\udfff]*$"  # \u escapes: Python's and ECMA-262's regexes
 NAME = {"type": "string", "minLength": 1, "maxLength": MAX_NAME, "pattern": NO_NUL}
 TEXT = {"type": "string"}
 MINUTES = {"type": "number", "minimum": 0, "maximum": 1e9,
