@@ -313,3 +313,19 @@ def test_no_stage_can_be_added_past_a_boards_last_one(client):
     client.get("/init/0/30/0", headers=h)
     assert client.get("/lifetime/3/1", headers=h).status_code == 404
     assert client.get("/lifetime", headers=h).json == {"0": 0, "1": 30, "2": 0}
+
+
+def test_a_big_board_is_deleted_in_chunks_with_its_counts(app, monkeypatch):
+    from jobserver.lifecycle import boards as boards_module
+
+    monkeypatch.setattr(boards_module, "DELETE_CHUNK", 7)
+    b = lifecycle.create_board("big", [0, 5, 0])
+    keep = lifecycle.create_board("keep", [0, 5, 0])
+    lifecycle.push(b.id, [NewJob(f"j{i}", "null", 0) for i in range(30)])
+    lifecycle.push(keep.id, [NewJob("k", "null", 0)])
+    for j in lifecycle.claim(b.id, 0, 10, worker="w", lease=True)[:4]:
+        lifecycle.advance(b.id, [Advance(j.attempt_id)])
+    assert lifecycle.delete_board(b.id) == 30
+    assert [x["name"] for x in lifecycle.list_boards()] == ["keep"]
+    assert queries.board_status(keep.id)["total"] == 1
+    assert queries.board_status(b.id)["total"] == 0
