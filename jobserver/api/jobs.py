@@ -11,7 +11,7 @@ from ..lifecycle import Advance
 from ..limits import INT64_MAX, max_payload, payload_too_large, storable
 from . import bp
 from .auth import board_for_request
-from .openapi import PUSH_RULES
+from .openapi import ADVANCE_ITEM, MAX_BATCH, PUSH_RULES
 from .validate import body_items, body_object, check_body, query
 
 MAX_KEY = PUSH_RULES["max_key"]  # the description's rules, checked by hand for speed
@@ -97,10 +97,32 @@ def _result(item: dict) -> str | None:
     return text
 
 
+_PLAIN_KEYS = {"attempt_id", "log"}
+_ID_MAX = ADVANCE_ITEM["properties"]["attempt_id"]["maximum"]
+
+
+def _plain_advance(data: dict) -> bool:
+    """The usual advance (attempt ids, maybe output tails), recognised
+    without walking the schema: a body this accepts is one the schema
+    accepts (tests/unit/test_contract.py), at a tenth of the cost."""
+    items = data.get("attempts")
+    if data.keys() != {"attempts"} or type(items) is not list or len(items) > MAX_BATCH:
+        return False
+    for i in items:
+        if type(i) is not dict or not i.keys() <= _PLAIN_KEYS:
+            return False
+        a, log = i.get("attempt_id"), i.get("log")
+        if type(a) is not int or not 0 <= a <= _ID_MAX or not (log is None or type(log) is str):
+            return False
+    return True
+
+
 @bp.post("/boards/<name>/advance")
 def advance(name: str):
     board = board_for_request(name)
-    data = check_body(body_object(), "/boards/{name}/advance")
+    data = body_object()
+    if not _plain_advance(data):
+        check_body(data, "/boards/{name}/advance")
     todo = [Advance(i["attempt_id"], i.get("to_stage"), _result(i), i.get("filename"),
                     i.get("log")) for i in data["attempts"]]
     return jsonify(lifecycle.advance(board.id, todo))

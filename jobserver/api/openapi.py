@@ -62,6 +62,10 @@ def nullable(schema: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------- request bodies
 
 NEW_JOB = obj({"key": KEY, "payload": ANY, "stage": STAGE}, ["key"])
+ADVANCE_ITEM = obj({
+    "attempt_id": ID, "to_stage": nullable(STAGE), "result": ANY,
+    "filename": nullable({"type": "string", "maxLength": 4096, "pattern": NO_NUL}),
+    "log": nullable(TEXT)}, ["attempt_id"])
 
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("/boards", "post"): obj({
@@ -84,11 +88,8 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
         "stage": STAGE, "n": {"type": "integer", "minimum": 1, "maximum": MAX_CLAIM},
         "worker": NAME, "to_stage": STAGE, "host": nullable(NAME), "pid": nullable(INT32)},
         ["stage", "worker"]),
-    ("/boards/{name}/advance", "post"): obj({"attempts": array(obj({
-        "attempt_id": ID, "to_stage": nullable(STAGE), "result": ANY,
-        "filename": nullable({"type": "string", "maxLength": 4096, "pattern": NO_NUL}),
-        "log": nullable(TEXT)}, ["attempt_id"]), MAX_BATCH)},
-        ["attempts"]),
+    ("/boards/{name}/advance", "post"): obj({"attempts": array(ADVANCE_ITEM, MAX_BATCH)},
+                                            ["attempts"]),
     ("/boards/{name}/fail", "post"): obj({
         "attempt_id": ID, "error": nullable(TEXT), "exit_code": nullable(INT32),
         "log": nullable(TEXT)}, ["attempt_id"]),

@@ -61,3 +61,22 @@ def test_refusals_name_the_field(client, body, field):
     r = client.post("/api/v1/boards/c/claim", json=body,
                     headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 400 and field in r.json["message"], r.json
+
+
+def test_the_fast_advance_accepts_only_what_the_schema_accepts():
+    from jobserver.api.jobs import _plain_advance
+    from jobserver.api.validate import _validator
+
+    schema = _validator("/boards/{name}/advance", "post")
+    samples = [
+        {"attempts": [{"attempt_id": 1}]}, {"attempts": []},
+        {"attempts": [{"attempt_id": 2**31 - 1, "log": "x"}, {"attempt_id": 0, "log": None}]},
+        {"attempts": [{"attempt_id": 2**31}]}, {"attempts": [{"attempt_id": -1}]},
+        {"attempts": [{"attempt_id": True}]}, {"attempts": [{"attempt_id": 1.0}]},
+        {"attempts": [{"attempt_id": 1, "log": 5}]}, {"attempts": [{"log": "x"}]},
+        {"attempts": [{"attempt_id": 1}], "extra": 1}, {"attempts": [1]},
+        {"attempts": [{"attempt_id": 1}] * 10_001}, {"attempts": "no"}]
+    for body in samples:
+        if _plain_advance(body):
+            assert schema.is_valid(body), body
+    assert _plain_advance({"attempts": [{"attempt_id": 7, "log": "out"}]})
