@@ -126,10 +126,10 @@ def board_create(name: str, lifetimes: str | None, stage_names: str | None,
 def board_list() -> None:
     import time
 
-    from . import lifecycle
+    from . import queries
 
     with _app(SWEEP_MODE="off").app_context():
-        boards = lifecycle.list_boards()
+        boards = queries.list_boards()
     if not boards:
         click.echo("no boards yet (jobserver board create NAME)")
         return
@@ -155,11 +155,11 @@ def _age(seconds: float) -> str:
 @click.argument("name")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def board_delete(name: str, yes: bool) -> None:
-    from . import lifecycle
+    from . import lifecycle, queries
 
     with _app(SWEEP_MODE="off").app_context():
         b = _board_or_fail(name)
-        jobs = next(x["jobs"] for x in lifecycle.list_boards() if x["id"] == b.id)
+        jobs = next(x["jobs"] for x in queries.list_boards() if x["id"] == b.id)
         if not yes:
             click.confirm(f"delete board {name} and its {jobs:,} jobs for good?", abort=True)
         n = lifecycle.delete_board(b.id)

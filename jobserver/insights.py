@@ -91,10 +91,12 @@ def _health(total: int, remaining: int, failed: int, running: int, lost_workers:
     return "healthy", "work is flowing"
 
 
-def overview(board_id: int, now: float | None = None) -> dict[str, Any]:
-    """Progress, rates, ETA and health of one board."""
+def overview(board_id: int, now: float | None = None,
+             status: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Progress, rates, ETA and health of one board (``status``: its
+    queries.board_status(), if the caller read it already)."""
     now = time.time() if now is None else now
-    status = queries.board_status(board_id)
+    status = queries.board_status(board_id) if status is None else status
     stage_rows = queries.stages(board_id)
     by_stage = status["by_stage"]
     counts = {s: c.get(JobState.ACTIVE.value, 0) for s, c in by_stage.items()}
@@ -130,9 +132,9 @@ def overview(board_id: int, now: float | None = None) -> dict[str, Any]:
     }
 
 
-def progress(board_id: int) -> dict[str, Any]:
+def progress(board_id: int, status: dict[str, Any] | None = None) -> dict[str, Any]:
     """The API's view of overview(): the figures, without the tables."""
-    o = overview(board_id)
+    o = overview(board_id, status=status)
     return {k: o[k] for k in ("total", "done", "waiting", "running", "failed", "cancelled",
                               "per_minute", "eta_seconds", "progress", "health",
                               "health_reason", "flagged")}

@@ -13,6 +13,19 @@ from .models import (Attempt, Board, Event, Job, JobState, Outcome, Stage, Stage
 JOBS = Job.__table__
 STAGES = Stage.__table__
 COUNTS = StageCount.__table__
+BOARDS = Board.__table__
+
+
+def list_boards() -> list[dict[str, Any]]:
+    """Every board: name, kind, creation time, jobs (from the kept counters)."""
+    jobs = (select(func.coalesce(func.sum(COUNTS.c.n), 0))
+            .where(COUNTS.c.board_id == BOARDS.c.id).scalar_subquery())
+    rows = db.session.execute(select(BOARDS.c.id, BOARDS.c.name, BOARDS.c.jobix,
+                                     BOARDS.c.created_at, jobs.label("jobs"))
+                              .order_by(BOARDS.c.id)).all()
+    end_read()
+    return [{"id": r.id, "name": r.name, "classic": r.jobix is not None,
+             "created_at": r.created_at, "jobs": int(r.jobs)} for r in rows]
 
 
 def end_read() -> None:

@@ -174,6 +174,20 @@ def start_live_server(tmp_path: Path, **settings: str) -> LiveServer:
     return server
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def live_server_both(request, tmp_path: Path) -> Iterator[LiveServer]:
+    """The real server on SQLite, and on PostgreSQL (whose text refuses what
+    SQLite stores: the same request may fail on one only)."""
+    settings = {}
+    if request.param == "postgresql":
+        require(_postgres_available(), f"no PostgreSQL at {POSTGRES_URL}")
+        _fresh_postgres()
+        settings["JOBSERVER_DATABASE_URL"] = POSTGRES_URL
+    server = start_live_server(tmp_path, **settings)
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def live_server(tmp_path: Path) -> Iterator[LiveServer]:
     server = start_live_server(tmp_path)

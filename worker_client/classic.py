@@ -10,7 +10,7 @@ from typing import Any
 
 import requests
 
-from .transport import PATIENT, Unavailable, check_url, session, short_reason
+from .transport import PATIENT, check_url, kept_failing, session, unreachable
 
 
 class ClassicClient:
@@ -29,13 +29,9 @@ class ClassicClient:
                                          data=data, headers={"jobix": str(self.jobix)},
                                          timeout=self.timeout)
         except requests.RequestException as exc:
-            reason = short_reason(exc)
-            raise Unavailable(f"{path}: cannot reach the server at {self.url} ({reason}; gave up "
-                              f"after {self.retry_for:g} s)", self.url, reason) from None
+            raise unreachable(self.url, exc, self.retry_for, f"{path}: ") from None
         if resp.status_code >= 500:
-            raise Unavailable(f"{path}: HTTP {resp.status_code} (gave up after "
-                              f"{self.retry_for:g} s)", self.url, f"HTTP {resp.status_code}",
-                              reached=True)
+            raise kept_failing(self.url, resp.status_code, self.retry_for, f"{path}: ")
         if resp.status_code >= 400:
             raise RuntimeError(f"{path}: HTTP {resp.status_code}: {resp.content[:300]!r}")
         return resp.content

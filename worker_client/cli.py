@@ -240,15 +240,14 @@ def push(obj: Ctx, file: Any, chunk: int) -> None:
 @_fail_cleanly
 def status(obj: Ctx, as_json: bool) -> None:
     """Progress, jobs per stage, failures grouped by error, lost workers."""
-    from .show import progress_of, status_lines
-    from .watch import read_failures
+    from .show import status_lines
 
     client = obj.client()
     s = client.status()
     if as_json:
         click.echo(json.dumps(s, indent=2))
         return
-    failures = read_failures(client) if progress_of(s).get("failed") else None
+    failures = client.failures() if s["progress"].get("failed") else None
     for line in status_lines(client.board, s, failures, client.workers()):
         click.echo(line)
 

@@ -21,7 +21,8 @@ from urllib.parse import quote
 
 import requests
 
-from .transport import PATIENT, ApiError, Unavailable, check_url, retried, session, short_reason
+from .transport import (PATIENT, ApiError, Unavailable, check_url, kept_failing, retried, session,
+                        unreachable)
 
 log = logging.getLogger(__name__)
 
@@ -72,13 +73,9 @@ class Client:
                                              headers=headers, params=params,
                                              timeout=(self.connect_timeout, self.timeout))
         except requests.RequestException as exc:
-            reason = short_reason(exc)
-            raise Unavailable(f"cannot reach the server at {self.url} ({reason}; gave up after "
-                              f"{self.retry_for:g} s)", self.url, reason) from None
+            raise unreachable(self.url, exc, self.retry_for) from None
         if resp.status_code >= 500:
-            raise Unavailable(f"the server at {self.url} kept answering HTTP {resp.status_code} "
-                              f"(gave up after {self.retry_for:g} s)", self.url,
-                              f"HTTP {resp.status_code}", reached=True)
+            raise kept_failing(self.url, resp.status_code, self.retry_for)
         body = _json_or_none(resp)
         if resp.status_code >= 400:
             if resp.status_code == 409 and conflict_ok_on_retry and retried(resp):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 from .terminal import age, duration
 
@@ -16,22 +16,6 @@ KEYS_SHOWN = 3  # keys named per distinct error
 def last_line(text: str | None) -> str:
     lines = (text or "").strip().splitlines()
     return lines[-1].strip()[:200] if lines else "(no error text)"
-
-
-def group_failures(jobs: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    """Failed jobs grouped by the last line of their error, as the server's
-    ``/failures`` answers (for a server that does not have it yet)."""
-    groups: dict[str, dict[str, Any]] = {}
-    total = 0
-    for j in jobs:
-        total += 1
-        g = groups.setdefault(last_line(j.get("error")),
-                              {"error": last_line(j.get("error")), "count": 0, "keys": []})
-        g["count"] += 1
-        if len(g["keys"]) < KEYS_SHOWN:
-            g["keys"].append(j["key"])
-    ordered = sorted(groups.values(), key=lambda g: -g["count"])
-    return {"total": total, "groups": ordered}
 
 
 def failure_lines(failures: dict[str, Any], limit: int = FAILURE_GROUPS) -> list[str]:
@@ -54,26 +38,6 @@ def failure_lines(failures: dict[str, Any], limit: int = FAILURE_GROUPS) -> list
         rest = total - sum(g["count"] for g in shown)
         out.append(f"  ... and {distinct - len(shown)} more distinct errors ({rest} jobs)")
     return out
-
-
-def progress_of(status: dict[str, Any]) -> dict[str, Any]:
-    """The board's ``progress`` block, or one derived from its stage counts
-    when the server does not send it (rate and ETA then unknown)."""
-    if isinstance(status.get("progress"), dict):
-        return status["progress"]
-    counts = {int(k): v for k, v in (status.get("counts") or {}).items()}
-    stages = [s["stage"] for s in status.get("stages") or []]
-    last = max(stages + list(counts) + [0])
-    done = counts.get(last, 0) if last else 0
-    running = sum(n for s, n in counts.items() if s % 2)
-    waiting = sum(n for s, n in counts.items() if s % 2 == 0 and s != last)
-    total = status.get("total", 0)
-    failed, cancelled = status.get("failed", 0), status.get("cancelled", 0)
-    return {"total": total, "done": done, "waiting": waiting, "running": running,
-            "blocked": 0, "failed": failed, "cancelled": cancelled, "per_minute": None,
-            "eta_seconds": None,
-            "progress": 100.0 * (done + failed + cancelled) / total if total else 0.0,
-            "health": None, "health_reason": None}
 
 
 def counts_text(p: dict[str, Any]) -> str:
@@ -102,7 +66,7 @@ def health_text(p: dict[str, Any]) -> str:
 
 def status_lines(board: str, s: dict[str, Any], failures: dict[str, Any] | None,
                  workers: Sequence[dict[str, Any]], now: float | None = None) -> list[str]:
-    p = progress_of(s)
+    p = s["progress"]
     health = health_text(p)
     out = [f"board {board}: {s.get('total', 0)} jobs: {counts_text(p)}"
            f" ({p.get('progress', 0):.0f}% finished, {rate_text(p)})",

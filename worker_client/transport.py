@@ -52,6 +52,20 @@ class Unavailable(RuntimeError):
         self.reached = reached  # True: it answered, with 5xx; False: no answer at all
 
 
+def unreachable(url: str, exc: BaseException, retry_for: float,
+                what: str = "") -> Unavailable:
+    """The one way both clients say the server could not be reached."""
+    reason = short_reason(exc)
+    return Unavailable(f"{what}cannot reach the server at {url} ({reason}; gave up after "
+                       f"{retry_for:g} s)", url, reason)
+
+
+def kept_failing(url: str, status: int, retry_for: float, what: str = "") -> Unavailable:
+    """... and that it answered, but only with server errors."""
+    return Unavailable(f"{what}the server at {url} kept answering HTTP {status} (gave up "
+                       f"after {retry_for:g} s)", url, f"HTTP {status}", reached=True)
+
+
 def check_url(url: str) -> str:
     """The server URL without its trailing slash; a URL without a scheme is
     refused at once (requests would fail on it in a confusing way)."""

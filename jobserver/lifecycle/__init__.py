@@ -20,7 +20,7 @@ from __future__ import annotations
 from .attempts import Advance, advance, cancel, fail, heartbeat, release
 from .boards import (board_by_name, board_for_token, board_settings, classic_board_name,
                      create_board, delete_board, ensure_board, find_board, issue_token,
-                     lifetimes, list_boards, list_tokens, rename_guessable_boards,
+                     lifetimes, list_tokens, rename_guessable_boards,
                      revoke_token, set_board_options, set_lifetime, set_lifetimes_if_unset,
                      set_stage_name)
 from .common import (BOARDS, BoardRef, ClaimedJob, Conflict, LifecycleError, NewJob, NotFound,
@@ -32,7 +32,7 @@ __all__ = [
     "BOARDS", "Advance", "BoardRef", "ClaimedJob", "Conflict", "LifecycleError", "NewJob",
     "NotFound", "SweepResult", "UnknownStage", "advance", "board_by_name", "board_for_token",
     "board_settings", "cancel", "claim", "classic_board_name", "create_board", "delete_board",
-    "ensure_board", "list_boards", "fail", "find_board", "heartbeat", "issue_token", "lifetimes", "list_tokens",
+    "ensure_board", "fail", "find_board", "heartbeat", "issue_token", "lifetimes", "list_tokens",
     "push", "release", "rename_guessable_boards", "requeue_flagged", "revoke_token", "set_board_options", "set_lifetime",
     "set_lifetimes_if_unset", "set_stage_name", "sweep", "update_job",
 ]

@@ -17,7 +17,7 @@ from sqlalchemy import Connection, bindparam, select, update
 from .. import live
 from ..dialect import write_transaction
 from ..models import EventKind, JobState, Outcome, WorkerState
-from .common import (ACTIVE, ATTEMPTS, BOARDS, JOBS, WORKERS, _NEW_EVENT, Conflict, LifecycleError,
+from .common import (ACTIVE, ATTEMPTS, BOARDS, JOBS, WORKERS, _NEW_EVENT, Conflict,
                      _check_stages, _engine, _event)
 from .counters import Tally
 from .jobs import touch_worker

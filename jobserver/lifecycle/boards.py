@@ -11,7 +11,7 @@ import time
 from typing import Any, Sequence
 
 from flask import current_app
-from sqlalchemy import Connection, bindparam, delete, func, select, update
+from sqlalchemy import Connection, bindparam, delete, select, update
 
 from .. import live
 from ..dialect import insert_ignore, write_transaction
@@ -296,20 +296,6 @@ def delete_board(board_id: int) -> int:
     live.mark_dirty(board_id)
     log.info("deleted board %d (%d jobs)", board_id, deleted)
     return deleted
-
-
-def list_boards() -> list[dict[str, Any]]:
-    """Every board: name, kind, creation time, jobs (from the kept counters)."""
-    from .counters import COUNTS
-
-    jobs = (select(func.coalesce(func.sum(COUNTS.c.n), 0))
-            .where(COUNTS.c.board_id == BOARDS.c.id).scalar_subquery())
-    with _engine().connect() as conn:
-        rows = conn.execute(select(BOARDS.c.id, BOARDS.c.name, BOARDS.c.jobix,
-                                   BOARDS.c.created_at, jobs.label("jobs"))
-                            .order_by(BOARDS.c.id)).all()
-    return [{"id": r.id, "name": r.name, "classic": r.jobix is not None,
-             "created_at": r.created_at, "jobs": int(r.jobs)} for r in rows]
 
 
 def issue_token(board_id: int, name: str = "default") -> str:

@@ -17,6 +17,9 @@ import requests
 
 from tests.conftest import ROOT, require, start_live_server
 
+sys.path.insert(0, str(ROOT / "bench"))
+from hostile import ask_all, open_burst  # noqa: E402  (one copy of the burst client)
+
 IDLE = 2_000
 
 
@@ -180,24 +183,6 @@ def test_idle_and_stalled_connections_are_closed_after_the_timeout(tmp_path):
     assert "Traceback" not in log, log[-4000:]
 
 
-def open_burst(port: int, n: int) -> list[socket.socket]:
-    """``n`` connections started at once, as a job array's workers do."""
-    socks = []
-    with selectors.DefaultSelector() as sel:
-        for _ in range(n):
-            s = socket.socket()
-            s.setblocking(False)
-            s.connect_ex(("127.0.0.1", port))
-            sel.register(s, selectors.EVENT_WRITE)
-            socks.append(s)
-        pending, deadline = n, time.monotonic() + 30
-        while pending and time.monotonic() < deadline:
-            for key, _ in sel.select(timeout=1):
-                sel.unregister(key.fileobj)
-                pending -= 1
-    return socks
-
-
 def test_a_burst_of_two_thousand_clients_is_answered(tmp_path):
     """2,000 workers connecting at the same moment, then each asking: the
     listen queue must hold them (eventlet's default of 50 left a quarter of
@@ -206,23 +191,8 @@ def test_a_burst_of_two_thousand_clients_is_answered(tmp_path):
     socks: list[socket.socket] = []
     try:
         with more_files():
-            socks = open_burst(server.port, IDLE)
-            t0 = time.monotonic()
-            for s in socks:
-                s.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-            answered = 0
-            with selectors.DefaultSelector() as sel:
-                for s in socks:
-                    sel.register(s, selectors.EVENT_READ)
-                while answered < len(socks) and time.monotonic() - t0 < 20:
-                    for key, _ in sel.select(timeout=0.5):
-                        sel.unregister(key.fileobj)
-                        try:
-                            head = key.fileobj.recv(64)  # type: ignore[union-attr]
-                        except OSError:
-                            continue
-                        answered += head.startswith(b"HTTP/1.1 200")
-            took = time.monotonic() - t0
+            socks, _ = open_burst(server.port, IDLE)
+            answered, took = ask_all(socks, timeout=20)  # what bench/hostile.py measures
             print(f"\n{answered} of {len(socks)} clients connecting at once answered in {took:.1f} s")
             assert answered == IDLE
     finally:

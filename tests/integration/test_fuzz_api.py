@@ -9,11 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import requests
 
-from tests.conftest import (ADMIN, ADMIN_TOKEN, POSTGRES_URL, _fresh_postgres,
-                            _postgres_available, artifacts_dir, require, start_live_server)
+from tests.conftest import ADMIN, ADMIN_TOKEN, artifacts_dir, require
 
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 
@@ -42,24 +40,10 @@ def _generated(out: str) -> int:
     return int(m.group(1)) if m else 0
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def fuzzed_server(request, tmp_path):
-    """A real server on SQLite, and on PostgreSQL (whose text refuses what
-    SQLite stores: the same request may fail on one only)."""
-    settings = {}
-    if request.param == "postgresql":
-        require(_postgres_available(), f"no PostgreSQL at {POSTGRES_URL}")
-        _fresh_postgres()
-        settings["JOBSERVER_DATABASE_URL"] = POSTGRES_URL
-    server = start_live_server(tmp_path, **settings)
-    yield server
-    server.stop()
-
-
-def test_the_api_holds_to_its_document(fuzzed_server, tmp_path):
+def test_the_api_holds_to_its_document(live_server_both, tmp_path):
     require(SCHEMATHESIS.exists() or shutil.which("schemathesis") is not None,
             "schemathesis is not installed (pip install '.[test]')")
-    live_server = fuzzed_server
+    live_server = live_server_both
     r = requests.post(f"{live_server.url}/api/v1/boards", headers=ADMIN,
                       json={"name": "fuzz", "lifetimes": [0, 5, 0]})
     r.raise_for_status()

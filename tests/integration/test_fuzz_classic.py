@@ -11,14 +11,10 @@ import json
 import random
 import time
 import zlib
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 from urllib.parse import quote, urlencode
 
-import pytest
 import requests
-
-from tests.conftest import (POSTGRES_URL, LiveServer, _fresh_postgres, _postgres_available,
-                            require, start_live_server)
 
 SEED = 20_261_125
 REQUESTS = 3_000
@@ -369,22 +365,8 @@ def prepare(url: str) -> None:
                       timeout=30).raise_for_status()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def fuzz_server(request, tmp_path) -> Iterator[LiveServer]:
-    """The real server on SQLite, and on PostgreSQL (whose text refuses what
-    SQLite stores, NUL for one)."""
-    settings = {}
-    if request.param == "postgresql":
-        require(_postgres_available(), f"no PostgreSQL at {POSTGRES_URL}")
-        _fresh_postgres()
-        settings["JOBSERVER_DATABASE_URL"] = POSTGRES_URL
-    server = start_live_server(tmp_path, **settings)
-    yield server
-    server.stop()
-
-
-def test_classic_fuzz_gets_no_server_errors(fuzz_server):
-    server = fuzz_server
+def test_classic_fuzz_gets_no_server_errors(live_server_both):
+    server = live_server_both
     url = server.url
     prepare(url)
     rng = random.Random(SEED)

@@ -173,7 +173,7 @@ def test_boards_named_the_old_way_are_renamed_at_start(tmp_path, monkeypatch):
     app = create_app({"DATABASE_URL": url, "SWEEP_MODE": "off"})
     with app.app_context():
         assert lifecycle.board_by_name(old) is None
-        assert lifecycle.list_boards()[0]["name"] == lifecycle.classic_board_name(5)
+        assert queries.list_boards()[0]["name"] == lifecycle.classic_board_name(5)
         close_writer(db.engine)
         db.engine.dispose()
 

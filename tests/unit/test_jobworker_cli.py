@@ -20,7 +20,7 @@ from worker_client import Client
 from worker_client.cli import main
 from worker_client.output import file_stem
 from worker_client.runner import Runner, RunOptions
-from worker_client.show import group_failures, status_lines
+from worker_client.show import status_lines
 from worker_client.sources import ApiSource
 from worker_client.terminal import CLEAR, StatusLine
 
@@ -346,7 +346,10 @@ def test_workers_lists_hosts_load_and_ages(new_board):
 def test_status_prints_ages_not_epochs():
     now = 1_800_000_000.0
     s = {"total": 3, "counts": {"0": 1, "1": 1, "2": 1}, "failed": 0, "cancelled": 0,
-         "alive_workers": 1, "lost_workers": 1, "stages": []}
+         "alive_workers": 1, "lost_workers": 1, "stages": [],
+         "progress": {"total": 3, "done": 1, "waiting": 1, "running": 1, "failed": 0,
+                      "cancelled": 0, "per_minute": 0.0, "eta_seconds": None, "progress": 33.3,
+                      "health": "attention", "health_reason": "1 lost worker(s)"}}
     workers = [{"name": "w1", "host": "n1", "state": "alive", "last_seen": now - 4},
                {"name": "w2", "host": "n2", "state": "lost", "last_seen": now - 185,
                 "resources": {"cpu_percent": 99}}]
@@ -372,14 +375,6 @@ def test_status_groups_200_failures_into_a_few_lines(new_board):
     assert "200 failed jobs, 7 distinct errors:" in out
     assert "  150 x exit code 1: boom   [f000, f001, f002, ...]" in out
     assert "   45 x ValueError: bad input   [f150, f151, f152, ...]" in out
-
-
-def test_failures_are_grouped_here_for_a_server_without_failures():
-    got = group_failures([{"key": "a", "error": "x\nboom"}, {"key": "b", "error": "boom"},
-                          {"key": "c", "error": None}])
-    assert got == {"total": 3, "groups": [{"error": "boom", "count": 2, "keys": ["a", "b"]},
-                                          {"error": "(no error text)", "count": 1,
-                                           "keys": ["c"]}]}
 
 
 def test_watch_follows_the_board_until_done_and_exits_0(new_board):
