@@ -27,6 +27,9 @@ from .transport import (PATIENT, ApiError, Unavailable, check_url, kept_failing,
 log = logging.getLogger(__name__)
 
 LOG_TAIL = 16_000  # characters of a job's output the server keeps
+CHANGED_KEYS = 50  # changed keys a push answer names at most
+MAX_KEYS = 10_000  # keys sent in one retry, priority or cancel request
+_UNSET: Any = object()  # a setting not given (None means null: e.g. no cap)
 __all__ = ["ApiError", "Client", "Job", "JobIterator", "Unavailable"]
 
 
@@ -95,19 +98,30 @@ class Client:
     # ------------------------------------------------------------- masters
 
     def push(self, jobs: Iterable[dict[str, Any]], chunk: int = 50_000,
-             progress: Any = None) -> dict[str, int]:
-        """Push jobs ({"key", "payload", "stage"?}); idempotent by key.
-        Returns {"created": n, "existing": m}."""
-        totals = {"created": 0, "existing": 0}
+             progress: Any = None, strict: bool = False) -> dict[str, Any]:
+        """Push jobs ({"key", "payload", "stage"?, "after"?, "priority"?,
+        "max_attempts"?}); idempotent by key: existing keys are left as they
+        are.  Returns {"created": n, "existing": m, "changed": k,
+        "changed_keys": [...]}: ``changed`` counts existing keys whose payload
+        or ``after`` differ from what the board holds (the first 50 named).
+        ``strict``: the server refuses a chunk with such keys (409, nothing of
+        that chunk written; earlier chunks stay).  A job's ``after`` keys must
+        be on the board already or in the same chunk: push upstream jobs
+        first (``workflow.Workflow`` orders them)."""
+        totals: dict[str, Any] = {"created": 0, "existing": 0, "changed": 0, "changed_keys": []}
         batch: list[dict[str, Any]] = []
+        params = {"strict": "true"} if strict else None
 
         def flush() -> None:
             body = gzip.compress(json.dumps(batch).encode(), compresslevel=1)
-            got = self._request("POST", "/jobs", data=body,
+            got = self._request("POST", "/jobs", data=body, params=params,
                                 headers={"Content-Type": "application/json",
                                          "Content-Encoding": "gzip"})
             totals["created"] += got["created"]
             totals["existing"] += got["existing"]
+            totals["changed"] += got.get("changed", 0)
+            room = CHANGED_KEYS - len(totals["changed_keys"])
+            totals["changed_keys"] += list(got.get("changed_keys") or [])[:max(room, 0)]
             if progress is not None:
                 progress(len(batch))
             batch.clear()
@@ -130,6 +144,47 @@ class Client:
     def cancel(self, keys: Sequence[str] | None = None) -> int:
         body = {} if keys is None else {"keys": list(keys)}
         return self._request("POST", "/cancel", json_body=body)["cancelled"]
+
+    def retry(self, keys: Sequence[str] | None = None, failed: bool = False,
+              cancelled: bool = False) -> int:
+        """Put failed or cancelled jobs back where they last waited, with a
+        fresh attempt budget (blocked again if their upstream jobs are not
+        done): the jobs named by ``keys``, or every ``failed`` and/or
+        ``cancelled`` job of the board.  Returns how many were retried."""
+        if (keys is not None) == (failed or cancelled):
+            raise ValueError("retry: give keys, or failed=True and/or cancelled=True")
+        if keys is not None:
+            keys = list(keys)
+            return sum(self._request("POST", "/retry",
+                                     json_body={"keys": keys[i:i + MAX_KEYS]})["retried"]
+                       for i in range(0, len(keys), MAX_KEYS))
+        states = [s for s, wanted in (("failed", failed), ("cancelled", cancelled)) if wanted]
+        return sum(self._request("POST", "/retry", json_body={"state": s})["retried"]
+                   for s in states)
+
+    def set_priority(self, keys: Sequence[str], priority: int) -> int:
+        """Change the priority of waiting (or blocked) jobs; claims take the
+        highest first.  Returns how many changed (running, done, failed and
+        unknown keys are left alone)."""
+        keys = list(keys)
+        return sum(self._request("POST", "/priority",
+                                 json_body={"keys": keys[i:i + MAX_KEYS],
+                                            "priority": priority})["changed"]
+                   for i in range(0, len(keys), MAX_KEYS))
+
+    def patch_board(self, max_running: int | None = _UNSET,
+                    max_attempts: int = _UNSET) -> dict[str, Any]:
+        """Change the board's settings: ``max_running`` (at most that many of
+        its jobs at odd stages at once; None: no cap) and its default
+        ``max_attempts``.  Only what is given is sent; answers the settings."""
+        body: dict[str, Any] = {}
+        if max_running is not _UNSET:
+            body["max_running"] = max_running
+        if max_attempts is not _UNSET:
+            body["max_attempts"] = max_attempts
+        if not body:
+            raise ValueError("patch_board: give max_running and/or max_attempts")
+        return self._request("PATCH", "", json_body=body)
 
     def job(self, key: str) -> dict[str, Any]:
         """One job: state, stage, attempts (per stage), error, payload,
@@ -225,16 +280,24 @@ class Client:
 
     def heartbeat(self, samples: dict[int, dict[str, Any]] | None = None,
                   resources: dict[str, Any] | None = None,
-                  logs: dict[int, str] | None = None) -> dict[str, list[int]]:
+                  logs: dict[int, str] | None = None,
+                  notes: dict[int, list[dict[str, str]]] | None = None,
+                  ) -> dict[str, list[int]]:
         """Renew the leases of the jobs this client holds; answers which of
         them to stop (``cancelled``, ``lost``).  ``logs``: the output tail of
-        running attempts (attempt id -> text), shown while they run."""
+        running attempts (attempt id -> text), shown while they run.
+        ``notes``: attempt id -> [{"kind": "event", "name", "message"} |
+        {"kind": "log", "message"} | {"kind": "var", "name", "value"}],
+        kept as the job's events (at most 1,000 a beat, strings of at most
+        4,000 characters: see :mod:`.notes`)."""
         body: dict[str, Any] = {"worker": self.worker, "host": socket.gethostname(),
                                 "pid": os.getpid(), "running": list(self._running)}
         if samples:
             body["samples"] = {str(k): v for k, v in samples.items()}
         if logs:
             body["logs"] = {str(k): v[-LOG_TAIL:] for k, v in logs.items()}
+        if notes:
+            body["notes"] = {str(k): v for k, v in notes.items() if v}
         if resources:
             body["resources"] = resources
         return self._request("POST", "/heartbeat", json_body=body)
