@@ -1,5 +1,7 @@
 """A running command's output: the tail kept for the server, a file per
-attempt (``--output-dir``), and lines shown on the terminal (``--tee``)."""
+attempt (``--output-dir``), lines shown on the terminal (``--tee``) and the
+notes its lines carry (``@event=[...]``, ``@log=[...]``, ``@var=[...]``:
+see :mod:`.notes`)."""
 from __future__ import annotations
 
 import collections
@@ -9,7 +11,10 @@ import threading
 from pathlib import Path
 from typing import IO, Any, Callable
 
+from .notes import Notes
+
 TAIL = 16_000  # bytes of each stream kept; characters of the tail sent
+MAX_LINE = 65_536  # bytes of a line without newline held before it is handed on anyway
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -61,6 +66,9 @@ class Stream:
         if self._tee is not None:
             lines = (self._partial + chunk).split(b"\n")
             self._partial = lines.pop()
+            if len(self._partial) > MAX_LINE:  # no newline in sight: a line of its own
+                lines.append(self._partial)
+                self._partial = b""
             for line in lines:
                 self._tee(line.decode("utf-8", errors="replace").rstrip("\r"))
 
@@ -79,13 +87,23 @@ class Stream:
 
 
 class Capture:
-    """Both pipes of one attempt."""
+    """Both pipes of one attempt; ``notes``, if given, collects the notes
+    of both."""
 
     def __init__(self, out_dir: Path | None = None, stem: str = "",
-                 tee: Callable[[str, str], None] | None = None) -> None:
+                 tee: Callable[[str, str], None] | None = None,
+                 notes: Notes | None = None) -> None:
+        self.notes = notes
+
         def one(name: str, suffix: str) -> Stream:
+            def each_line(line: str) -> None:
+                if tee is not None:
+                    tee(name, line)
+                if notes is not None:
+                    notes.feed(line)
+
             return Stream(out_dir / f"{stem}.{suffix}" if out_dir else None,
-                          (lambda line: tee(name, line)) if tee else None)
+                          each_line if tee is not None or notes is not None else None)
 
         self.out = one("stdout", "out")
         self.err = one("stderr", "err")

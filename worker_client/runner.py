@@ -1,7 +1,15 @@
 """The executor loop: claim, run a command per job, heartbeat, report.
 
-Runs up to ``parallel`` commands at once.  Exit 0 advances the job; a
-non-zero exit or a timeout fails it with the tail of stderr.  The output's
+The command is the one given (``RunOptions.command``, with the job
+substituted in it) or, without one, each job's own: its payload
+``{"command": [argv...], "cwd": dir, "env": {NAME: value}}`` (a command job,
+as `jobworker submit` and the workflow builder push them).  Runs up to
+``parallel`` commands at once.  Exit 0 advances the job; a
+non-zero exit or a timeout fails it with the tail of stderr.  Output lines
+``@event=[NAME:message]``, ``@log=[message]`` and ``@var=[name:value]``
+travel with the heartbeats as the job's notes (:mod:`.notes`); the last ones
+are sent before the job is reported, and on success the vars are the
+fields of its result.  The output's
 tail travels with the heartbeats while a job runs (so a page shows it live)
 and with the report at the end; ``output_dir`` keeps it all in files, ``tee``
 shows it on the terminal.  With nothing left to claim (and not
@@ -16,6 +24,7 @@ import logging
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -25,6 +34,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .client import Job
+from .notes import PER_BEAT, Notes
 from .output import Capture, file_stem
 from .resources import ProcessSampler
 from .sources import Source
@@ -36,7 +46,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class RunOptions:
     stage: int
-    command: Sequence[str]
+    command: Sequence[str]  # empty: each job's payload names its command
     to_stage: int | None = None
     parallel: int = 1
     batch: int = 1
@@ -80,6 +90,36 @@ def expand(args: Sequence[str], job: Job) -> list[str]:
     return [PLACEHOLDER.sub(one, a) for a in args]
 
 
+class BadPayload(ValueError):
+    """A job without a command of its own reached a worker that runs jobs'
+    own commands."""
+
+
+def payload_command(job: Job) -> tuple[list[str], str | None, dict[str, str]]:
+    """A command job's argv, working directory and environment, from its
+    payload ``{"command": [argv...], "cwd"?: str, "env"?: {str: str}}``."""
+    payload = job.payload
+    if not isinstance(payload, dict) or "command" not in payload:
+        raise BadPayload(
+            f"job {job.key} has no command of its own: its payload has no \"command\" "
+            f"(a list: argv, as `jobworker submit` pushes); give this worker a command "
+            f"(`jobworker run --stage S -- COMMAND ...`) for jobs whose payload is data")
+    argv = payload["command"]
+    if (not isinstance(argv, list) or not argv
+            or not all(isinstance(a, str) for a in argv) or not argv[0]):
+        raise BadPayload(f"job {job.key}: its payload's \"command\" must be a non-empty "
+                         f"list of strings (argv), got {json.dumps(argv)[:200]}")
+    cwd = payload.get("cwd")
+    if cwd is not None and not isinstance(cwd, str):
+        raise BadPayload(f"job {job.key}: its payload's \"cwd\" must be a string")
+    env = payload.get("env") or {}
+    if not isinstance(env, dict) or not all(isinstance(k, str) and k and "=" not in k
+                                            and isinstance(v, str) for k, v in env.items()):
+        raise BadPayload(f"job {job.key}: its payload's \"env\" must map variable names "
+                         f"to strings")
+    return list(argv), cwd, dict(env)
+
+
 @dataclass
 class _Running:
     job: Job
@@ -89,6 +129,7 @@ class _Running:
     thread: threading.Thread | None = None
     capture: Capture | None = None
     sent: int = 0  # the capture's version last sent with a heartbeat
+    notes: Notes = field(default_factory=Notes)
 
 
 @dataclass
@@ -146,6 +187,8 @@ class Runner:
         self.claimed = 0
         self._orphans_until: float | None = None  # waiting for lost workers' jobs until then
         self._orphans_seen = 0.0  # when the board was last asked about them
+        # one heartbeat at a time: a job's last notes must not overtake earlier ones
+        self._beat_lock = threading.Lock()
 
     # -------------------------------------------------------------- signals
 
@@ -271,6 +314,10 @@ class Runner:
         return True
 
     def _heartbeat(self) -> None:
+        with self._beat_lock:
+            self._beat_locked()
+
+    def _beat_locked(self) -> None:
         with self._lock:
             running = list(self.running.values())
         samples = {r.job.attempt_id: r.sampler.sample() for r in running
@@ -280,10 +327,21 @@ class Runner:
             if r.capture is not None and r.capture.version != r.sent:
                 versions[r.job.attempt_id] = (r, r.capture.version)
                 logs[r.job.attempt_id] = r.capture.tail()
+        notes, room = {}, PER_BEAT
+        for r in running:
+            if room and r.notes:
+                notes[r.job.attempt_id] = got = r.notes.take(room)
+                room -= len(got)
         try:
-            stop = self.source.heartbeat(samples, logs)
+            if notes:
+                stop = self.source.heartbeat(samples, logs, notes)
+            else:  # sources of other kinds (and tests') may not know notes
+                stop = self.source.heartbeat(samples, logs)
         except Exception as exc:
             log.warning("heartbeat failed: %s", exc)
+            if notes:
+                log.warning("%d notes of running jobs were not recorded",
+                            sum(map(len, notes.values())))
             return
         for r, version in versions.values():
             r.sent = version
@@ -293,6 +351,18 @@ class Runner:
                 log.info("job %s was cancelled or lost: stopping it", r.job.key)
                 r.cancelled = True
                 _terminate(r.proc)
+
+    def _send_notes(self, r: _Running) -> None:
+        """A finished job's notes not sent yet, sent before it is reported
+        (while its attempt is still open)."""
+        with self._beat_lock:
+            while r.notes:
+                notes = r.notes.take(PER_BEAT)
+                try:
+                    self.source.heartbeat({}, {}, {r.job.attempt_id: notes})
+                except Exception as exc:
+                    log.warning("job %s: %d notes not recorded: %s", r.job.key, len(notes), exc)
+                    return
 
     def _kill_all(self) -> None:
         with self._lock:
@@ -316,14 +386,26 @@ class Runner:
     def _execute(self, r: _Running) -> None:
         job = r.job
         try:
-            args = expand(self.opts.command, job)
-            env = dict(os.environ, JOB_KEY=job.key, JOB_STAGE=str(job.stage),
-                       JOB_PAYLOAD=json.dumps(job.payload), JOB_ATTEMPT=str(job.attempt))
+            if self.opts.command:
+                args, cwd, own_env = expand(self.opts.command, job), None, {}
+            else:
+                args, cwd, own_env = payload_command(job)
+            env = {**os.environ, **own_env, "JOB_KEY": job.key, "JOB_STAGE": str(job.stage),
+                   "JOB_PAYLOAD": json.dumps(job.payload), "JOB_ATTEMPT": str(job.attempt)}
+            if cwd is not None and not os.path.isdir(cwd):
+                raise RuntimeError(f"its working directory {cwd} is not a directory on "
+                                   f"{socket.gethostname()}")
             r.capture = capture = Capture(self.opts.output_dir,
                                           file_stem(job.key, job.stage, job.attempt),
-                                          self._tee_for(job) if self.opts.tee else None)
-            r.proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE, start_new_session=True)
+                                          self._tee_for(job) if self.opts.tee else None,
+                                          r.notes)
+            try:
+                r.proc = subprocess.Popen(args, env=env, cwd=cwd, stdout=subprocess.PIPE,
+                                          stderr=subprocess.PIPE, start_new_session=True)
+            except OSError as exc:
+                where = f" in {cwd}" if cwd else ""
+                raise RuntimeError(f"cannot start {args[0]!r}{where}: "
+                                   f"{exc.strerror or exc}") from None
             r.sampler = ProcessSampler(r.proc.pid)
             readers = [threading.Thread(target=capture.out.pump, args=(r.proc.stdout,),
                                         daemon=True),
@@ -341,6 +423,7 @@ class Runner:
             for t in readers:
                 t.join()
             log_tail = capture.tail()
+            self._send_notes(r)
             if r.cancelled:
                 try:  # closes the attempt; a lost one is already closed (409)
                     self.source.release([job])
@@ -348,7 +431,11 @@ class Runner:
                     log.debug("release of job %s: %s", job.key, exc)
                 log.info("job %s stopped", job.key)
             elif code == 0 and not timed_out:
-                self.source.done(job, log_tail)
+                result = r.notes.result()
+                if result is None:  # sources of other kinds (and tests') may not know results
+                    self.source.done(job, log_tail)
+                else:
+                    self.source.done(job, log_tail, result)
                 with self._lock:
                     self.stats.done += 1
                 if not self.tty:

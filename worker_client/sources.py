@@ -34,11 +34,12 @@ class Orphans:
 class Source(Protocol):
     def claim(self, n: int) -> list[Job]: ...
     def orphans(self) -> Orphans: ...
-    def done(self, job: Job, log_tail: str) -> None: ...
+    def done(self, job: Job, log_tail: str, result: Any = None) -> None: ...
     def failed(self, job: Job, error: str, exit_code: int | None,
                log_tail: str) -> str | None: ...
     def release(self, jobs: list[Job]) -> None: ...
-    def heartbeat(self, samples: dict[int, dict[str, Any]], logs: dict[int, str]) -> set[int]: ...
+    def heartbeat(self, samples: dict[int, dict[str, Any]], logs: dict[int, str],
+                  notes: dict[int, list[dict[str, str]]] | None = None) -> set[int]: ...
     def goodbye(self) -> None: ...
     heartbeat_every: float
 
@@ -63,9 +64,9 @@ class ApiSource:
         # the sweeper sends an overstaying job back one stage
         return Orphans(count, running - 1, minutes * 60.0 if minutes and requeued else None)
 
-    def done(self, job: Job, log_tail: str) -> None:
+    def done(self, job: Job, log_tail: str, result: Any = None) -> None:
         to = None if self.opts.to_stage is None else self.opts.to_stage + 1
-        self.client.advance(job, to_stage=to, log_tail=log_tail or None)
+        self.client.advance(job, to_stage=to, result=result, log_tail=log_tail or None)
 
     def failed(self, job: Job, error: str, exit_code: int | None, log_tail: str) -> str | None:
         """The server's verdict: "requeued", "failed" (for good), "cancelled"
@@ -75,8 +76,10 @@ class ApiSource:
     def release(self, jobs: list[Job]) -> None:
         self.client.release(jobs)
 
-    def heartbeat(self, samples: dict[int, dict[str, Any]], logs: dict[int, str]) -> set[int]:
-        answer = self.client.heartbeat(samples=samples, resources=host_sample(), logs=logs)
+    def heartbeat(self, samples: dict[int, dict[str, Any]], logs: dict[int, str],
+                  notes: dict[int, list[dict[str, str]]] | None = None) -> set[int]:
+        answer = self.client.heartbeat(samples=samples, resources=host_sample(), logs=logs,
+                                       notes=notes)
         return set(answer["cancelled"]) | set(answer["lost"])
 
     def goodbye(self) -> None:
@@ -109,7 +112,7 @@ class ClassicSource:
                            attempt_id=int(info["jobid"]) if str(info["jobid"]).isdigit() else 0))
         return got
 
-    def done(self, job: Job, log_tail: str) -> None:
+    def done(self, job: Job, log_tail: str, result: Any = None) -> None:
         running = self.opts.stage + 1 if self.opts.to_stage is None else self.opts.to_stage
         with self._lock:
             self.client.update_job(job.key, running + 1)
@@ -123,8 +126,9 @@ class ClassicSource:
             for j in jobs:
                 self.client.update_job(j.key, self.opts.stage)
 
-    def heartbeat(self, samples: dict[int, dict[str, Any]], logs: dict[int, str]) -> set[int]:
-        return set()
+    def heartbeat(self, samples: dict[int, dict[str, Any]], logs: dict[int, str],
+                  notes: dict[int, list[dict[str, str]]] | None = None) -> set[int]:
+        return set()  # the classic protocol has no heartbeat: notes and results are lost
 
     def goodbye(self) -> None:
         pass
