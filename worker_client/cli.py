@@ -1,5 +1,5 @@
-"""`jobworker`: run commands for a board's jobs; push, status, watch, job,
-workers, cancel.
+"""`jobworker`: run commands for a board's jobs; push, submit, status,
+watch, job, workers, cancel, retry, priority.
 
 Every option has an environment fallback: JOBSERVER_URL, JOBSERVER_BOARD,
 JOBSERVER_TOKEN (and JOBSERVER_JOBIX for the classic protocol).
@@ -142,7 +142,7 @@ Exit status:
               help="Show the commands' output lines, prefixed by [job key].")
 @click.option("--classic", is_flag=True, help="Speak the classic protocol (needs --jobix).")
 @click.option("--jobix", type=int, envvar="JOBSERVER_JOBIX", help="Classic job list id.")
-@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.argument("command", nargs=-1, required=False, type=click.UNPROCESSED)
 @click.pass_context
 @_fail_cleanly
 def run(ctx: click.Context, stage: int, to_stage: int | None, parallel: int, batch: int | None,
@@ -150,7 +150,10 @@ def run(ctx: click.Context, stage: int, to_stage: int | None, parallel: int, bat
         timeout: float | None,
         output_dir: Path | None, tee: bool, classic: bool, jobix: int | None,
         command: tuple[str, ...]) -> None:
-    """Run COMMAND once per job: `jobworker run --stage 0 -- ./sim {payload[input]}`.
+    """Run COMMAND once per job: `jobworker run --stage 0 -- ./sim {payload[input]}`;
+    without COMMAND, run each job's own command (command jobs, pushed by
+    `jobworker submit` or the workflow builder: payload {"command": [argv],
+    "cwd": dir, "env": {NAME: value}}; a job without one fails).
 
     The job is in the environment (JOB_KEY, JOB_STAGE, JOB_PAYLOAD as JSON,
     JOB_ATTEMPT) and substituted in ARGS ({key}, {stage}, {attempt},
@@ -160,7 +163,9 @@ def run(ctx: click.Context, stage: int, to_stage: int | None, parallel: int, bat
     The output's tail reaches the server with each heartbeat while the job
     runs.  With nothing left to claim it exits, once the jobs of its stage
     held by lost workers have come back and run (--wait-orphans).
-    SIGTERM/SIGINT: finish running jobs and exit; a second signal stops them
+    Output lines @event=[NAME:message], @log=[message] and @var=[name:value]
+    become the job's events while it runs; on success its vars are the
+    fields of its result.  SIGTERM/SIGINT: finish running jobs and exit; a second signal stops them
     and gives them back.  This command waits out server outages
     (10 minutes); the others fail within seconds.
     """
@@ -335,6 +340,8 @@ def bench(obj: Ctx, n_jobs: int, clients: int, batch: int, admin_token: str) -> 
     except RuntimeError as exc:
         raise click.ClickException(str(exc)) from None
 
+
+from . import cli_workflows  # noqa: E402,F401  (submit, retry, priority)
 
 if __name__ == "__main__":  # pragma: no cover
     main()
