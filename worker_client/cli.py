@@ -89,8 +89,10 @@ def explain(exc: ApiError | Unavailable) -> str:
                 f"check --token/JOBSERVER_TOKEN")
     if exc.status == 403:
         return f"{exc.message}: check --board/JOBSERVER_BOARD and --token/JOBSERVER_TOKEN"
-    if exc.status == 404 and exc.message.startswith("The requested URL was not found"):
-        return (f"no jobserver API at {exc.url} (404): check --url/JOBSERVER_URL "
+    if ((exc.status == 404 and exc.message.startswith("The requested URL was not found"))
+            or (exc.status == 405 and exc.message.startswith("The method is not allowed"))):
+        # a path the server does not route (its own 404/405, not the API's)
+        return (f"no jobserver API at {exc.url} ({exc.status}): check --url/JOBSERVER_URL "
                 f"(the server's address, e.g. http://host:5000)")
     return exc.message if exc.status == 404 else f"{exc.message} ({exc.status} {exc.error})"
 

@@ -122,7 +122,7 @@ class Workflow:
     out; a wrong address fails within that)."""
 
     def __init__(self, board: str | None = None, url: str | None = None,
-                 token: str | None = None, retry_for: float = 30.0) -> None:
+                 token: str | None = None, retry_for: float = 10.0) -> None:
         board = board or os.environ.get("JOBSERVER_BOARD")
         url = url or os.environ.get("JOBSERVER_URL")
         token = token or os.environ.get("JOBSERVER_TOKEN")

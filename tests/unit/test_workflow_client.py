@@ -498,3 +498,14 @@ def test_workflow_wait_times_out_and_shows_a_bar(api, capsys):
     with pytest.raises(TimeoutError, match=r"board b: not finished after 0.05 s \(1 done, "
                                            r"1 waiting, 0 running"):
         wf.wait(interval=0.01, timeout=0.05)
+
+
+def test_a_post_to_a_path_the_server_does_not_route_says_check_the_url(api):
+    api.answer = lambda m, p, b: ApiError(405, "Method Not Allowed", "The method is not "
+                                          "allowed for the requested URL.",
+                                          url=f"{URL}/static/api/v1/boards/b/jobs")
+    r = cli("submit", "--", "true")
+    assert r.exit_code == 1
+    assert lines(r.output) == [f"Error: no jobserver API at {URL}/static/api/v1/boards/b/jobs "
+                               f"(405): check --url/JOBSERVER_URL (the server's address, e.g. "
+                               f"http://host:5000)"]
