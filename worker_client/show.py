@@ -120,6 +120,7 @@ def job_lines(job: dict[str, Any], lines: int = 30, now: float | None = None) ->
             f"stage {a['stage']}: {a.get('claims', 0)} claimed, {a.get('failures', 0)} "
             f"failed, {a.get('lost', 0)} lost" for a in per_stage)
     out.append(attempts)
+    out += workflow_lines(job)
     if history:
         a = history[-1]
         when = (f"ended {age(a['ended_at'], now)} ({a.get('outcome')})" if a.get("ended_at")
@@ -134,6 +135,7 @@ def job_lines(job: dict[str, Any], lines: int = 30, now: float | None = None) ->
         out.append(f"  result      {_compact(job['result'])}")
     if job.get("filename"):
         out.append(f"  file        {job['filename']}")
+    out += note_lines(job)
     text, where = job_log(job)
     if text:
         kept = text.rstrip("\n").splitlines()
@@ -143,6 +145,55 @@ def job_lines(job: dict[str, Any], lines: int = 30, now: float | None = None) ->
         out += ["    " + line for line in shown]
     else:
         out.append("  log tail    (none yet)")
+    return out
+
+
+RELATED_SHOWN = 10  # upstream or downstream jobs named by `jobworker job`
+NOTES_SHOWN = 10  # a job's last notes shown by `jobworker job`
+
+
+def _related(items: Sequence[dict[str, Any]], total: int | None = None) -> str:
+    shown = ", ".join(f"{i['key']} ({i.get('state', '?')})" for i in items[:RELATED_SHOWN])
+    more = (total if total is not None else len(items)) - min(len(items), RELATED_SHOWN)
+    return shown + (f" and {more} more" if more > 0 else "")
+
+
+def workflow_lines(job: dict[str, Any]) -> list[str]:
+    """A job's priority and its place in a workflow (servers without
+    workflows send none of it)."""
+    out = []
+    if job.get("priority"):
+        out.append(f"  priority    {job['priority']}")
+    if job.get("max_attempts") is not None:
+        out.append(f"  max tries   {job['max_attempts']} at each stage (this job's own)")
+    if job.get("after"):
+        out.append(f"  runs after  {_related(job['after'])}")
+    if job.get("blocked_by"):
+        keys = job["blocked_by"]
+        out.append(f"  blocked by  {', '.join(map(str, keys[:RELATED_SHOWN]))}"
+                   + (f" and {len(keys) - RELATED_SHOWN} more" if len(keys) > RELATED_SHOWN
+                      else ""))
+    if job.get("downstream"):
+        out.append(f"  runs before {_related(job['downstream'], job.get('downstream_total'))}")
+    return out
+
+
+def note_lines(job: dict[str, Any], limit: int = NOTES_SHOWN) -> list[str]:
+    """The last notes the job wrote (@event, @log, @var lines)."""
+    notes = [e for e in job.get("events") or () if e.get("kind") in ("event", "log", "var")]
+    if not notes:
+        return []
+    shown = notes[-limit:]
+    out = [f"  notes{'' if len(shown) == len(notes) else f' (last {len(shown)} of {len(notes)})'}:"]
+    for e in shown:
+        d = e.get("detail") if isinstance(e.get("detail"), dict) else {}
+        if e["kind"] == "event":
+            text = f"event {d.get('name')}: {d.get('message', '')}"
+        elif e["kind"] == "var":
+            text = f"var   {d.get('name')} = {d.get('value', '')}"
+        else:
+            text = f"log   {d.get('message', '')}"
+        out.append("    " + text[:300])
     return out
 
 

@@ -509,3 +509,29 @@ def test_a_post_to_a_path_the_server_does_not_route_says_check_the_url(api):
     assert lines(r.output) == [f"Error: no jobserver API at {URL}/static/api/v1/boards/b/jobs "
                                f"(405): check --url/JOBSERVER_URL (the server's address, e.g. "
                                f"http://host:5000)"]
+
+
+def test_job_shows_its_place_in_the_workflow_and_its_last_notes():
+    from worker_client.show import job_lines
+
+    job = {"key": "sim", "state": "blocked", "stage": 0, "attempts": 0, "entered_at": None,
+           "payload": {"command": ["true"]}, "priority": 5, "max_attempts": 2,
+           "after": [{"key": "prep", "state": "failed"}, {"key": "mesh", "state": "done"}],
+           "blocked_by": ["prep"],
+           "downstream": [{"key": f"agg{i}", "state": "blocked"} for i in range(12)],
+           "downstream_total": 40,
+           "events": [{"kind": "pushed", "detail": None}]
+           + [{"kind": "log", "detail": {"message": f"line {i}"}} for i in range(12)]
+           + [{"kind": "event", "detail": {"name": "START", "message": "go"}},
+              {"kind": "var", "detail": {"name": "energy", "value": "-1.5"}}]}
+    out = job_lines(job, now=0)
+    assert out[3:8] == [
+        "  priority    5", "  max tries   2 at each stage (this job's own)",
+        "  runs after  prep (failed), mesh (done)", "  blocked by  prep",
+        "  runs before " + ", ".join(f"agg{i} (blocked)" for i in range(10)) + " and 30 more"]
+    notes = out[out.index("  notes (last 10 of 14):"):]
+    assert notes[1] == "    log   line 4"
+    assert notes[-3:] == ["    event START: go", "    var   energy = -1.5",
+                          "  log tail    (none yet)"]
+    plain = job_lines({"key": "k", "state": "waiting", "stage": 0, "payload": None}, now=0)
+    assert not [line for line in plain if "priority" in line or "notes" in line]
