@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import re
-import sys
 from typing import Any, Callable
 
 import pytest
