@@ -102,10 +102,14 @@ def board() -> None:
 @click.option("--max-attempts", type=click.IntRange(1), default=3, show_default=True,
               help="Attempts a job gets at each stage (failures and lost workers spend "
                    "them) before it is marked failed.")
+@click.option("--max-running", type=click.IntRange(0), default=None,
+              help="At most this many of the board's jobs running at once, however many "
+                   "workers claim [default: no cap]. Change it later on the lifetimes page "
+                   "or with PATCH /api/v1/boards/<name>.")
 @click.option("--no-auto-requeue", is_flag=True,
               help="Only flag jobs that overstay (requeue them by hand).")
 def board_create(name: str, lifetimes: str | None, stage_names: str | None,
-                 max_attempts: int, no_auto_requeue: bool) -> None:
+                 max_attempts: int, max_running: int | None, no_auto_requeue: bool) -> None:
     from . import lifecycle
 
     app = _app(SWEEP_MODE="off")
@@ -114,7 +118,8 @@ def board_create(name: str, lifetimes: str | None, stage_names: str | None,
         try:
             b = lifecycle.create_board(name, _lifetimes_arg(lifetimes), names,
                                        max_attempts=max_attempts,
-                                       auto_requeue=not no_auto_requeue)
+                                       auto_requeue=not no_auto_requeue,
+                                       max_running=max_running)
         except lifecycle.LifecycleError as exc:
             raise click.ClickException(str(exc)) from None
         token = lifecycle.issue_token(b.id, "created with the board")

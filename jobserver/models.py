@@ -19,6 +19,7 @@ class JobState(str, enum.Enum):
     done depending on their stage; people see a Status instead."""
 
     ACTIVE = "active"
+    BLOCKED = "blocked"  # waits for upstream jobs (see Dependency); never claimed
     FAILED = "failed"
     CANCELLED = "cancelled"
 
@@ -27,6 +28,7 @@ class Status(str, enum.Enum):
     """The one vocabulary of the API and the pages (see queries.status_of)."""
 
     WAITING = "waiting"  # at an even stage below the last one
+    BLOCKED = "blocked"  # waiting for upstream jobs to be done
     RUNNING = "running"  # at an odd stage: a worker holds it
     DONE = "done"  # at the board's last stage
     FAILED = "failed"  # out of attempts at a stage (it stays at that stage)
@@ -52,6 +54,11 @@ class EventKind(str, enum.Enum):
     FAILED = "failed"
     RELEASED = "released"
     CANCELLED = "cancelled"
+    RETRIED = "retried"  # a failed or cancelled job put back by a person
+    # notes a running job wrote in its output (@event=[..], @log=[..], @var=[..])
+    NOTE_EVENT = "event"
+    NOTE_LOG = "log"
+    NOTE_VAR = "var"
 
 
 class WorkerState(str, enum.Enum):
@@ -69,6 +76,8 @@ class Board(db.Model):
     created_at: Mapped[float] = mapped_column(Float)
     auto_requeue: Mapped[bool] = mapped_column(default=True)
     max_attempts: Mapped[int] = mapped_column(default=3)
+    # at most this many of the board's jobs at odd stages at once (None: no cap)
+    max_running: Mapped[Optional[int]] = mapped_column()
 
 
 class Stage(db.Model):
@@ -84,8 +93,9 @@ class Job(db.Model):
     __tablename__ = "jobs"
     __table_args__ = (
         UniqueConstraint("board_id", "key", name="uq_jobs_board_key"),
-        # Serves claims (board, stage, state, oldest first) and the sweep.
-        Index("ix_jobs_claim", "board_id", "stage", "state", "entered_at"),
+        # Serves the sweep: a stage's jobs older than a lifetime, whatever
+        # their priority.
+        Index("ix_jobs_age", "board_id", "stage", "state", "entered_at"),
         # One board's jobs in id order (the job table): never updated, as a
         # job's board and id never change.
         Index("ix_jobs_board", "board_id", "id"),
@@ -109,11 +119,37 @@ class Job(db.Model):
     # release gives it back, a success (advance) starts the next stage at 0
     attempts: Mapped[int] = mapped_column(default=0)
     state: Mapped[str] = mapped_column(String(16), default=JobState.ACTIVE.value)
+    priority: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    max_attempts: Mapped[Optional[int]] = mapped_column()  # None: the board's
+    # upstream jobs not done yet (Dependency rows not yet satisfied): a job
+    # is BLOCKED while this is above 0
+    waiting_on: Mapped[int] = mapped_column(default=0, server_default=text("0"))
     # Set by API claims and heartbeats: a leased job's lifetime counts from
     # its worker's last heartbeat instead of from entered_at.
     heartbeat_at: Mapped[Optional[float]] = mapped_column(Float)
     result: Mapped[Optional[str]] = mapped_column(Text)  # JSON reported on advance
     error: Mapped[Optional[str]] = mapped_column(Text)  # the last failure's text
+
+
+# Serves claims: (board, stage, state), highest priority first, then oldest.
+# (id is the last tie-breaker: PostgreSQL sorts nothing either)
+Index("ix_jobs_claim", Job.board_id, Job.stage, Job.state, Job.priority.desc(), Job.entered_at,
+      Job.id)
+
+
+class Dependency(db.Model):
+    """Job ``job_id`` runs after job ``upstream_id`` (same board) has reached
+    the board's last stage; ``satisfied`` once it has (counted once, even if
+    the upstream job is moved by hand afterwards)."""
+
+    __tablename__ = "dependencies"
+    __table_args__ = (Index("ix_dependencies_job", "job_id"),)
+
+    upstream_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"),
+                                             primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"),
+                                        primary_key=True)
+    satisfied: Mapped[bool] = mapped_column(default=False)
 
 
 class Attempt(db.Model):

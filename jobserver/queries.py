@@ -7,13 +7,14 @@ from typing import Any
 from sqlalchemy import and_, func, literal, select, true
 
 from .extensions import db
-from .models import (Attempt, Board, Event, Job, JobState, Outcome, Stage, StageCount, Status,
-                     Worker, WorkerState)
+from .models import (Attempt, Board, Dependency, Event, Job, JobState, Outcome, Stage,
+                     StageCount, Status, Worker, WorkerState)
 
 JOBS = Job.__table__
 STAGES = Stage.__table__
 COUNTS = StageCount.__table__
 BOARDS = Board.__table__
+DEPS = Dependency.__table__
 
 
 def list_boards() -> list[dict[str, Any]]:
@@ -75,7 +76,7 @@ def _status_filter(board_id: int, status: str, last: int) -> list[Any]:
         return [JOBS.c.id.in_(
             select(JOBS.c.id).where(JOBS.c.board_id == board_id,
                                     JOBS.c.state == literal(status, literal_execute=True)))]
-    if status == Status.CANCELLED.value:
+    if status in (Status.CANCELLED.value, Status.BLOCKED.value):
         return [JOBS.c.state == status]
     if status == Status.RUNNING.value:
         return [active, JOBS.c.stage % 2 == 1]
@@ -87,18 +88,20 @@ def _status_filter(board_id: int, status: str, last: int) -> list[Any]:
 STATUSES = [s.value for s in Status]
 
 
-def stage_counts(board_id: int) -> tuple[dict[int, int], int]:
-    """Active jobs per stage, and the number of failed jobs (from the kept
-    counters: a few rows, however many jobs)."""
+def stage_counts(board_id: int) -> tuple[dict[int, int], int, int]:
+    """Active and blocked jobs per stage, the number of failed jobs and of
+    blocked ones (from the kept counters: a few rows, however many jobs)."""
     rows = kept_counts(board_id)
     counts: dict[int, int] = {}
-    failed = 0
+    failed = blocked = 0
     for stage, state, n in rows:
-        if state == JobState.ACTIVE.value:
+        if state in (JobState.ACTIVE.value, JobState.BLOCKED.value):
             counts[stage] = counts.get(stage, 0) + n
+            if state == JobState.BLOCKED.value:
+                blocked += n
         elif state == JobState.FAILED.value:
             failed += n
-    return counts, failed
+    return counts, failed, blocked
 
 
 def stages(board_id: int) -> list[Any]:
@@ -112,7 +115,7 @@ def stages(board_id: int) -> list[Any]:
 
 def board_summary(board_id: int) -> dict[str, Any]:
     """Everything the job-list page shows above the table."""
-    counts, failed = stage_counts(board_id)
+    counts, failed, blocked = stage_counts(board_id)
     stage_rows = stages(board_id)
     lifetimes = {r.number: r.lifetime for r in stage_rows}
     last = max([*lifetimes, *counts, 0])
@@ -129,6 +132,7 @@ def board_summary(board_id: int) -> dict[str, Any]:
         "done": counts.get(last, 0) if last else 0,
         "last_stage": last,
         "failed": failed,
+        "blocked": blocked,
         "progress": round(progress, 2),
         "stages": per_stage,
         "flagged": flagged_jobs(board_id),
@@ -231,6 +235,7 @@ def board_status(board_id: int) -> dict[str, Any]:
         "total": sum(by_state.values()),
         "failed": by_state.get(JobState.FAILED.value, 0),
         "cancelled": by_state.get(JobState.CANCELLED.value, 0),
+        "blocked": by_state.get(JobState.BLOCKED.value, 0),
         "alive_workers": w.get(WorkerState.ALIVE.value, 0),
         "lost_workers": w.get(WorkerState.LOST.value, 0),
     }
@@ -278,7 +283,8 @@ def orphaned(board_id: int) -> dict[str, int]:
 
 def _api_job(r: Any, last: int) -> dict[str, Any]:
     return {"key": r.key, "stage": r.stage, "state": status_of(r.stage, r.state, last),
-            "attempts": r.attempts, "flagged": bool(r.flagged), "entered_at": r.entered_at,
+            "attempts": r.attempts, "priority": r.priority, "max_attempts": r.max_attempts,
+            "flagged": bool(r.flagged), "entered_at": r.entered_at,
             "filename": r.filename, "error": r.error}
 
 
@@ -323,8 +329,15 @@ def job_detail(board_id: int, key: str) -> dict[str, Any] | None:
     events = db.session.execute(
         select(EVENTS.c.kind, EVENTS.c.at, EVENTS.c.stage, EVENTS.c.detail)
         .where(EVENTS.c.job_id == job.id).order_by(EVENTS.c.id)).all()
+    near = neighbours(job.id)
     end_read()
-    out = _api_job(job, last_stage(board_id))
+    last = last_stage(board_id)
+    out = _api_job(job, last)
+    out["after"] = [_neighbour(r, last) for r in near["after"]]
+    out["downstream"] = [_neighbour(r, last) for r in near["downstream"]]
+    out["downstream_total"] = near["downstream_total"]
+    out["blocked_by"] = ([r["key"] for r in out["after"] if r["state"] != Status.DONE.value]
+                         if job.state == JobState.BLOCKED.value else [])
     out["payload"] = json.loads(job.payload)
     out["result"] = None if job.result is None else json.loads(job.result)
     out["attempts_history"] = [
@@ -342,6 +355,25 @@ def job_detail(board_id: int, key: str) -> dict[str, Any] | None:
     # the latest tail at each stage: the next stage's output does not hide it
     out["log_tails"] = {str(a.stage): a.log for a in attempts if a.log}
     return out
+
+
+def _neighbour(r: Any, last: int) -> dict[str, Any]:
+    return {"key": r.key, "stage": r.stage, "state": status_of(r.stage, r.state, last)}
+
+
+def neighbours(job_id: int, limit: int = 100) -> dict[str, Any]:
+    """A job's upstream jobs (all: at most 1,000) and its first ``limit``
+    downstream jobs, as (key, stage, state) rows, and how many downstream
+    jobs it has."""
+    up = (select(JOBS.c.key, JOBS.c.stage, JOBS.c.state)
+          .join(DEPS, DEPS.c.upstream_id == JOBS.c.id).where(DEPS.c.job_id == job_id)
+          .order_by(JOBS.c.id))
+    down = (select(JOBS.c.key, JOBS.c.stage, JOBS.c.state)
+            .join(DEPS, DEPS.c.job_id == JOBS.c.id).where(DEPS.c.upstream_id == job_id)
+            .order_by(JOBS.c.id).limit(limit))
+    total = select(func.count()).select_from(DEPS).where(DEPS.c.upstream_id == job_id)
+    return {"after": db.session.execute(up).all(), "downstream": db.session.execute(down).all(),
+            "downstream_total": db.session.execute(total).scalar_one()}
 
 
 def _per_stage(attempts: list[Any]) -> list[dict[str, Any]]:

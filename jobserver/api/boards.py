@@ -18,7 +18,7 @@ def create_board():
     board = lifecycle.create_board(
         data["name"], [float(m) for m in data.get("lifetimes") or []],
         data.get("stage_names") or [], max_attempts=data.get("max_attempts", 3),
-        auto_requeue=data.get("auto_requeue", True))
+        auto_requeue=data.get("auto_requeue", True), max_running=data.get("max_running"))
     token = lifecycle.issue_token(board.id, data.get("token_name", "default"))
     resp = jsonify(board=board.name, token=token, url=request.url_root.rstrip("/"))
     resp.status_code = 201
@@ -38,6 +38,21 @@ def list_boards():
 @bp.get("/boards/<name>")
 def board_summary(name: str):
     board = board_for_request(name)
+    return _summary(board)
+
+
+@bp.patch("/boards/<name>")
+def change_board(name: str):
+    """Change a board's settings: max_running, max_attempts, auto_requeue."""
+    board = board_for_request(name)
+    data = check_body(body_object(), "/boards/{name}", "patch")
+    lifecycle.set_board_options(
+        board.id, auto_requeue=data.get("auto_requeue"), max_attempts=data.get("max_attempts"),
+        max_running=data["max_running"] if "max_running" in data else lifecycle.UNCHANGED)
+    return _summary(board)
+
+
+def _summary(board: lifecycle.BoardRef):
     status = queries.board_status(board.id)
     progress = insights.progress(board.id, status)  # read once for both
     status.pop("by_stage")

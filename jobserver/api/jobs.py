@@ -18,26 +18,61 @@ MAX_KEY = PUSH_RULES["max_key"]  # the description's rules, checked by hand for 
 MAX_PUSH_STAGE = PUSH_RULES["max_stage"]
 
 
-def _new_jobs(items: list) -> list[tuple[str, str, int]]:
+def _key(key: object, n: int, field: str = "key") -> str:
+    if type(key) is not str:
+        if type(key) is not int or not -INT64_MAX - 1 <= key <= INT64_MAX:
+            raise BadRequest(f"job {n}: '{field}' must be a string or a 64-bit integer")
+        key = str(key)
+    if not 0 < len(key) <= MAX_KEY or "\x00" in key or not (key.isascii() or storable(key)):
+        raise BadRequest(f"job {n}: '{field}' must be 1 to {MAX_KEY} characters of valid "
+                         "Unicode, no NUL")
+    return key
+
+
+def _int_in(item: dict, field: str, bounds: tuple[int, int], n: int) -> int | None:
+    value = item.get(field)
+    if value is not None and (type(value) is not int or not bounds[0] <= value <= bounds[1]):
+        raise BadRequest(f"job {n}: '{field}' must be an integer from {bounds[0]} to "
+                         f"{bounds[1]}")
+    return value
+
+
+def _extras(item: dict, n: int) -> lifecycle.Extras:
+    """A job's upstream keys, priority and attempts, checked."""
+    after = item.get("after")
+    if after is None:
+        after = []
+    if type(after) is not list or len(after) > PUSH_RULES["max_after"]:
+        raise BadRequest(f"job {n}: 'after' must be a list of at most "
+                         f"{PUSH_RULES['max_after']} keys")
+    return lifecycle.Extras(
+        tuple(dict.fromkeys(_key(a, n, "after") for a in after)),
+        _int_in(item, "priority", PUSH_RULES["priority"], n) or 0,
+        _int_in(item, "max_attempts", PUSH_RULES["max_attempts"], n))
+
+
+_EXTRA_FIELDS = ("after", "priority", "max_attempts")
+
+
+def _new_jobs(items: list) -> tuple[list[tuple[str, str, int]], dict[str, lifecycle.Extras]]:
     """Validate pushed jobs into (key, payload JSON, stage) triples, the
-    shape of NewJob, by the rules of the NewJob schema (openapi.PUSH_RULES).
-    The loop is kept tight, a big push runs it a million times (the checks
-    are exact type tests: a bool is no int)."""
+    shape of NewJob, and the extras of those that have some, by the rules
+    of the NewJob schema (openapi.PUSH_RULES).  The loop is kept tight, a
+    big push runs it a million times (the checks are exact type tests: a
+    bool is no int)."""
     jobs = []
+    extras: dict[str, lifecycle.Extras] = {}
     append, dumps = jobs.append, json.dumps
     limit = max_payload()
     for n, item in enumerate(items, 1):
         if type(item) is not dict or "key" not in item:
             raise BadRequest(f"job {n}: expected an object {{\"key\": ..., \"payload\": ...}}")
         key = item["key"]
-        if type(key) is not str:
-            if type(key) is not int or not -INT64_MAX - 1 <= key <= INT64_MAX:
-                raise BadRequest(f"job {n}: 'key' must be a string or a 64-bit integer")
-            key = str(key)
-        if not 0 < len(key) <= MAX_KEY or "\x00" in key or not (key.isascii()
-                                                                 or storable(key)):
-            raise BadRequest(f"job {n}: 'key' must be 1 to {MAX_KEY} characters of valid "
-                             "Unicode, no NUL")
+        if type(key) is not str or not 0 < len(key) <= MAX_KEY or not key.isascii() \
+                or "\x00" in key:
+            key = _key(key, n)
+        if len(item) > 1 and any(f in item for f in _EXTRA_FIELDS):
+            extras.setdefault(key, _extras(item, n))
         stage = item.get("stage", 0)
         if type(stage) is not int or not 0 <= stage <= MAX_PUSH_STAGE:
             raise BadRequest(f"job {n}: 'stage' must be an integer from 0 to {MAX_PUSH_STAGE}")
@@ -45,17 +80,20 @@ def _new_jobs(items: list) -> list[tuple[str, str, int]]:
         if len(payload) > limit:
             raise payload_too_large(key, len(payload), limit)
         append((key, payload, stage))
-    return jobs
+    return jobs, extras
 
 
 @bp.post("/boards/<name>/jobs")
 def push(name: str):
     board = board_for_request(name)
+    strict = query("/boards/{name}/jobs", "post")["strict"]
     items = body_items()
     if type(items) is not list:
         raise BadRequest("the body must be a JSON array of jobs, or JSON lines")
-    created, existing = lifecycle.push(board.id, _new_jobs(items))
-    return jsonify(created=created, existing=existing)
+    jobs, extras = _new_jobs(items)
+    done = lifecycle.push_jobs(board.id, jobs, extras, strict=strict)
+    return jsonify(created=done.created, existing=done.existing, changed=len(done.changed),
+                   changed_keys=done.changed[:50])
 
 
 @bp.get("/boards/<name>/jobs")
@@ -142,6 +180,24 @@ def release(name: str):
     board = board_for_request(name)
     data = check_body(body_object(), "/boards/{name}/release")
     return jsonify(released=lifecycle.release(board.id, data["attempt_ids"]))
+
+
+@bp.post("/boards/<name>/retry")
+def retry(name: str):
+    """Failed or cancelled jobs back to waiting, with a fresh attempt budget."""
+    board = board_for_request(name)
+    data = check_body(body_object(), "/boards/{name}/retry")
+    keys = data.get("keys")
+    return jsonify(retried=lifecycle.retry(board.id, None if keys is None
+                                           else [str(k) for k in keys], data.get("state")))
+
+
+@bp.post("/boards/<name>/priority")
+def priority(name: str):
+    board = board_for_request(name)
+    data = check_body(body_object(), "/boards/{name}/priority")
+    return jsonify(changed=lifecycle.set_priority(board.id, [str(k) for k in data["keys"]],
+                                                  data["priority"]))
 
 
 @bp.post("/boards/<name>/cancel")

@@ -39,6 +39,12 @@ STATES = [s.value for s in Status]
 HEALTH = ["idle", "healthy", "attention", "stalled", "done", "failed"]
 MAX_CLAIM = 1000
 MAX_BATCH = 10_000  # attempts in one advance or release, ids in one heartbeat
+MAX_RUNNING = {"type": "integer", "minimum": 0, "maximum": INT32_MAX,
+               "description": "at most this many of the board's jobs running at once; "
+                              "null: no cap"}
+MAX_NOTES = 1000  # notes in one heartbeat
+MAX_NOTE = 4000  # characters of one note's text
+NOTE_TEXT = {"type": "string", "maxLength": MAX_NOTE}
 
 
 def obj(props: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
@@ -61,7 +67,24 @@ def nullable(schema: dict[str, Any]) -> dict[str, Any]:
 
 # --------------------------------------------------------- request bodies
 
-NEW_JOB = obj({"key": KEY, "payload": ANY, "stage": STAGE}, ["key"])
+NOTE = {"oneOf": [
+    obj({"kind": {"type": "string", "enum": ["event"]}, "name": NOTE_TEXT,
+         "message": NOTE_TEXT}, ["kind", "name"]),
+    obj({"kind": {"type": "string", "enum": ["log"]}, "message": NOTE_TEXT},
+        ["kind", "message"]),
+    obj({"kind": {"type": "string", "enum": ["var"]}, "name": NOTE_TEXT,
+         "value": NOTE_TEXT}, ["kind", "name", "value"])]}
+
+MAX_AFTER = 1000  # upstream jobs of one job
+ATTEMPTS_LIMIT = {"type": "integer", "minimum": 1, "maximum": 1000}
+NEW_JOB = obj({
+    "key": KEY, "payload": ANY, "stage": STAGE,
+    "after": {**array(KEY, MAX_AFTER),
+              "description": "keys of jobs (of this board, pushed before or in this push) that "
+                             "must reach the board's last stage before this job is claimed"},
+    "priority": {**INT32, "description": "claims take the highest first [default 0]"},
+    "max_attempts": {**ATTEMPTS_LIMIT, "description": "this job's own (else the board's)"}},
+    ["key"])
 ADVANCE_ITEM = obj({
     "attempt_id": ID, "to_stage": nullable(STAGE), "result": ANY,
     "filename": nullable({"type": "string", "maxLength": 4096, "pattern": NO_NUL}),
@@ -76,8 +99,18 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
         "stage_names": {**array({"type": "string", "maxLength": MAX_NAME, "pattern": NO_NUL},
                                 MAX_STAGE + 1),
                         "description": "one per stage: as many as lifetimes, if both given"},
-        "max_attempts": {"type": "integer", "minimum": 1, "maximum": 1000},
+        "max_attempts": ATTEMPTS_LIMIT, "max_running": nullable(MAX_RUNNING),
         "auto_requeue": BOOL, "token_name": NAME}, ["name"]),
+    ("/boards/{name}", "patch"): obj({
+        "max_running": nullable(MAX_RUNNING), "max_attempts": ATTEMPTS_LIMIT,
+        "auto_requeue": BOOL}),
+    ("/boards/{name}/retry", "post"): {
+        "oneOf": [obj({"keys": array(KEY, MAX_BATCH)}, ["keys"]),
+                  obj({"state": {"type": "string", "enum": ["failed", "cancelled"]}},
+                      ["state"])],
+        "description": "the keys to retry, or every job in one state"},
+    ("/boards/{name}/priority", "post"): obj({"keys": array(KEY, MAX_BATCH),
+                                              "priority": INT32}, ["keys", "priority"]),
     ("/boards/{name}/stages/{stage}", "put"): obj({
         "lifetime": MINUTES, "name": nullable({"type": "string", "maxLength": MAX_NAME,
                                                 "pattern": NO_NUL})}),
@@ -105,12 +138,18 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
         "logs": nullable({"type": "object", "additionalProperties": TEXT,
                           "description": "attempt id -> the tail of its output so far "
                                          "(other keys are ignored)"}),
+        "notes": nullable({"type": "object", "additionalProperties": array(NOTE, MAX_NOTES),
+                           "maxProperties": MAX_NOTES,
+                           "description": "attempt id -> what the job wrote as @event=[name:"
+                                          "message], @log=[message], @var=[name:value] lines"}),
         "resources": nullable({"type": "object"}), "stopped": nullable(BOOL)}, ["worker"]),
 }
 
 # The push loop validates a million jobs without a schema library; it
 # checks exactly these (tests/unit/test_contract.py holds them together).
-PUSH_RULES = {"max_key": KEY["oneOf"][0]["maxLength"], "max_stage": STAGE["maximum"]}
+PUSH_RULES = {"max_key": KEY["oneOf"][0]["maxLength"], "max_stage": STAGE["maximum"],
+              "max_after": MAX_AFTER, "priority": (INT32["minimum"], INT32["maximum"]),
+              "max_attempts": (ATTEMPTS_LIMIT["minimum"], ATTEMPTS_LIMIT["maximum"])}
 
 # ------------------------------------------------------- query parameters
 
@@ -118,6 +157,11 @@ INCLUDE = {"type": "string", "pattern": r"^(payload|result)(,(payload|result))*$
            "description": "extra fields of each job, comma-separated: payload,result"}
 
 QUERIES: dict[tuple[str, str], list[dict[str, Any]]] = {
+    ("/boards/{name}/jobs", "post"): [
+        {"name": "strict", "in": "query", "required": False,
+         "schema": {"type": "boolean", "default": False},
+         "description": "refuse the push (409, nothing written) if a key exists already with "
+                        "another payload or other 'after' jobs"}],
     ("/boards/{name}/jobs", "get"): [
         {"name": "stage", "in": "query", "required": False, "schema": STAGE},
         {"name": "state", "in": "query", "required": False,
@@ -132,6 +176,7 @@ QUERIES: dict[tuple[str, str], list[dict[str, Any]]] = {
 
 JOB = obj({"key": TEXT, "stage": STAGE, "state": {"type": "string", "enum": STATES},
            "attempts": {"type": "integer", "description": "spent at the current stage"},
+           "priority": {"type": "integer"}, "max_attempts": nullable({"type": "integer"}),
            "flagged": BOOL, "entered_at": NUM, "filename": nullable(TEXT),
            "error": nullable(TEXT), "payload": ANY, "result": ANY})
 WORKER = obj({"name": TEXT, "host": nullable(TEXT), "pid": nullable({"type": "integer"}),
@@ -145,8 +190,10 @@ PROGRESS = obj({"total": {"type": "integer"}, "done": {"type": "integer"},
                 "eta_seconds": nullable(NUM), "progress": NUM,
                 "health": {"type": "string", "enum": HEALTH}, "health_reason": TEXT})
 COUNTS = {"type": "object", "additionalProperties": {"type": "integer"}}
+NEIGHBOUR = obj({"key": TEXT, "stage": STAGE, "state": {"type": "string", "enum": STATES}})
 STATUS = obj({"board": TEXT, "counts": COUNTS, "total": {"type": "integer"},
               "failed": {"type": "integer"}, "cancelled": {"type": "integer"},
+              "blocked": {"type": "integer"}, "max_running": nullable({"type": "integer"}),
               "alive_workers": {"type": "integer"}, "lost_workers": {"type": "integer"},
               "max_attempts": {"type": "integer"}, "auto_requeue": BOOL,
               "stages": array(obj({"stage": STAGE, "lifetime": NUM, "name": nullable(TEXT)})),
@@ -205,6 +252,8 @@ def _paths() -> dict[str, Any]:
                                       "jobs": {"type": "integer"}}))})))
     add("/boards/{name}", "get", "Board status: counts, settings, progress, health",
         _ok(_ref("BoardStatus")))
+    add("/boards/{name}", "patch", "Change a board's settings: max_running (null: no "
+        "cap), max_attempts, auto_requeue", _ok(_ref("BoardStatus")))
     add("/boards/{name}", "delete", "Delete a board with all its jobs (its token or the "
         "admin token)", _ok(obj({"board": TEXT, "deleted_jobs": {"type": "integer"}})))
     add("/boards/{name}/stages/{stage}", "put", "Change a stage's lifetime and/or name",
@@ -217,9 +266,16 @@ def _paths() -> dict[str, Any]:
         _ok(obj({"total": {"type": "integer"}, "more_groups": {"type": "integer"},
                  "groups": array(obj({"error": TEXT, "count": {"type": "integer"},
                                       "keys": array(TEXT)}))})))
-    add("/boards/{name}/jobs", "post", "Push jobs (idempotent by key; nothing is written "
-        "if one is refused)", _ok(obj({"created": {"type": "integer"},
-                                      "existing": {"type": "integer"}})))
+    add("/boards/{name}/jobs", "post", "Push jobs (idempotent by key: existing keys are left "
+        "as they are; nothing is written if one is refused: an unknown 'after' key, a cycle)",
+        _ok(obj({"created": {"type": "integer"}, "existing": {"type": "integer"},
+                 "changed": {"type": "integer", "description": "existing keys pushed with "
+                                                               "another payload or 'after'"},
+                 "changed_keys": array(TEXT)})))
+    add("/boards/{name}/retry", "post", "Put failed or cancelled jobs back where they last "
+        "waited, with a fresh attempt budget", _ok(obj({"retried": {"type": "integer"}})))
+    add("/boards/{name}/priority", "post", "Change the priority of waiting or blocked jobs",
+        _ok(obj({"changed": {"type": "integer"}})))
     add("/boards/{name}/jobs", "get", "List jobs (cursor pagination, id order)",
         _ok(obj({"jobs": array(_ref("Job")), "next_cursor": nullable(ID)})))
     add("/boards/{name}/jobs/{key}", "get", "One job: payload, result, attempts per stage, "
@@ -231,7 +287,10 @@ def _paths() -> dict[str, Any]:
                                              "failures": {"type": "integer"},
                                              "lost": {"type": "integer"}})),
             "log_tail": nullable(TEXT), "log_tails": {"type": "object",
-                                                      "additionalProperties": TEXT}})]}),
+                                                      "additionalProperties": TEXT},
+            "after": array(NEIGHBOUR), "downstream": array(NEIGHBOUR),
+            "downstream_total": {"type": "integer"},
+            "blocked_by": {**array(TEXT), "description": "upstream keys not done yet"}})]}),
         params=[{"name": "key", "in": "path", "required": True, "schema": TEXT}])
     add("/boards/{name}/claim", "post", "Claim up to n jobs at a stage; they move to the "
         "next (odd) stage, leased to the worker",
@@ -241,7 +300,7 @@ def _paths() -> dict[str, Any]:
         "stale attempt answers 409)",
         _ok(obj({"advanced": {"type": "integer"}, "cancelled": {"type": "integer"}})))
     add("/boards/{name}/fail", "post", "Report a claimed job failed: retried until the "
-        "board's max_attempts at its stage, then failed",
+        "job's (or else the board's) max_attempts at its stage, then failed",
         _ok(obj({"outcome": {"type": "string", "enum": ["requeued", "failed", "cancelled"]}})))
     add("/boards/{name}/release", "post", "Give claimed jobs back untouched",
         _ok(obj({"released": {"type": "integer"}})))
@@ -278,7 +337,8 @@ def spec() -> dict[str, Any]:
                 ("Unauthorized", "missing or bad token"),
                 ("Forbidden", "token of another board, creation closed, or a cross-site write"),
                 ("NotFound", "no such board or job"),
-                ("Conflict", "stale attempt or existing name"),
+                ("Conflict", "stale attempt, existing name, or a strict push of changed "
+                             "jobs"),
                 ("TooLarge", "body, inflated body or payload over its limit")]},
         },
         "paths": PATHS,

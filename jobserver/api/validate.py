@@ -58,6 +58,9 @@ def check_body(data: Any, path: str, method: str = "post") -> Any:
     return data
 
 
+BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
 def query(path: str, method: str = "get") -> dict[str, Any]:
     """The operation's query parameters, parsed and checked by their schemas
     (absent ones take their default, or None)."""
@@ -69,6 +72,11 @@ def query(path: str, method: str = "get") -> dict[str, Any]:
             continue
         if schema["type"] == "integer":
             out[p["name"]] = parse_int(raw, p["name"], schema["minimum"], schema["maximum"])
+            continue
+        if schema["type"] == "boolean":
+            if raw.lower() not in BOOLEANS:
+                raise BadRequest(f"{p['name']}: expected true or false, got {raw[:50]!r}")
+            out[p["name"]] = BOOLEANS[raw.lower()]
             continue
         error = best_match(OAS30Validator(schema).iter_errors(raw))
         if error is not None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 from typing import Any
 
 from flask import jsonify
+from werkzeug.exceptions import BadRequest
 
 from .. import lifecycle, queries
 from . import bp
 from .auth import board_for_request
+from .openapi import MAX_NOTES
 from .validate import body_object, check_body
 
 
@@ -29,8 +31,16 @@ def heartbeat(name: str):
         board.id, data["worker"], data.get("running") or [],
         _by_attempt(data.get("samples"), dict), host=data.get("host"), pid=data.get("pid"),
         resources=data.get("resources"), stopped=bool(data.get("stopped")),
-        logs=_by_attempt(data.get("logs"), str))
+        logs=_by_attempt(data.get("logs"), str), notes=_notes(data.get("notes")))
     return jsonify(answer)
+
+
+def _notes(mapping: dict | None) -> dict[int, list[dict[str, str]]]:
+    notes = _by_attempt(mapping, list)
+    if sum(len(n) for n in notes.values()) > MAX_NOTES:
+        raise BadRequest(f"notes: at most {MAX_NOTES} notes in one heartbeat; send the rest "
+                         "with the next one")
+    return notes
 
 
 @bp.get("/boards/<name>/workers")

@@ -3,7 +3,9 @@
 Every public function here is one transaction: push, claim, update_job
 (the classic report), advance / fail / release / cancel / heartbeat (the
 API's worker side), sweep (flag, requeue, fail, lose silent workers),
-requeue_flagged, and the boards' settings, lifetimes and tokens.  Views,
+requeue_flagged, retry / set_priority (a person's hands), and the boards'
+settings, lifetimes and tokens.  Dependencies between jobs (deps) are
+checked at push and released inside the report that finishes a job.  Views,
 the CLI and the sweeper call these; nothing else writes job state.  After a commit the board is marked dirty so that the live
 emitter pushes one coalesced update.
 
@@ -23,16 +25,19 @@ from .boards import (board_by_name, board_for_token, board_settings, classic_boa
                      lifetimes, list_tokens, rename_guessable_boards,
                      revoke_token, set_board_options, set_lifetime, set_lifetimes_if_unset,
                      set_stage_name)
+from .boards import UNCHANGED
 from .common import (BOARDS, BoardRef, ClaimedJob, Conflict, LifecycleError, NewJob, NotFound,
                      SweepResult, UnknownStage)
-from .jobs import claim, push, update_job
+from .deps import Extras
+from .jobs import PushResult, claim, push, push_jobs, update_job
+from .retry import retry, set_priority
 from .sweep import requeue_flagged, sweep
 
 __all__ = [
-    "BOARDS", "Advance", "BoardRef", "ClaimedJob", "Conflict", "LifecycleError", "NewJob",
-    "NotFound", "SweepResult", "UnknownStage", "advance", "board_by_name", "board_for_token",
+    "BOARDS", "UNCHANGED", "Advance", "BoardRef", "ClaimedJob", "Conflict", "Extras",
+    "LifecycleError", "NewJob", "NotFound", "PushResult", "SweepResult", "UnknownStage", "advance", "board_by_name", "board_for_token",
     "board_settings", "cancel", "claim", "classic_board_name", "create_board", "delete_board",
     "ensure_board", "fail", "find_board", "heartbeat", "issue_token", "lifetimes", "list_tokens",
-    "push", "release", "rename_guessable_boards", "requeue_flagged", "revoke_token", "set_board_options", "set_lifetime",
+    "push", "push_jobs", "release", "retry", "set_priority", "rename_guessable_boards", "requeue_flagged", "revoke_token", "set_board_options", "set_lifetime",
     "set_lifetimes_if_unset", "set_stage_name", "sweep", "update_job",
 ]

@@ -17,13 +17,15 @@ from sqlalchemy import Connection, bindparam, select, update
 from .. import live
 from ..dialect import write_transaction
 from ..models import EventKind, JobState, Outcome, WorkerState
-from .common import (ACTIVE, ATTEMPTS, BOARDS, JOBS, WORKERS, _NEW_EVENT, Conflict,
+from .common import (ACTIVE, ATTEMPTS, BOARDS, JOBS, WORKERS, _LAST_STAGE, _NEW_EVENT, Conflict,
                      _check_stages, _engine, _event)
+from . import deps
 from .counters import Tally
 from .jobs import touch_worker
 
 MAX_ERROR = 4000  # characters of error text kept
 MAX_LOG = 16000  # characters of log tail kept
+NOTE_KINDS = {"event": EventKind.NOTE_EVENT, "log": EventKind.NOTE_LOG, "var": EventKind.NOTE_VAR}
 
 
 def _text(output: str, keep: int) -> str:
@@ -48,7 +50,8 @@ class Advance:
 _OPEN_ATTEMPTS = (
     select(ATTEMPTS.c.id, ATTEMPTS.c.job_id, ATTEMPTS.c.stage, ATTEMPTS.c.worker,
            ATTEMPTS.c.board_id, ATTEMPTS.c.ended_at,
-           JOBS.c.key, JOBS.c.state, JOBS.c.attempts, JOBS.c.stage.label("job_stage"))
+           JOBS.c.key, JOBS.c.state, JOBS.c.attempts, JOBS.c.stage.label("job_stage"),
+           JOBS.c.max_attempts.label("job_max_attempts"))
     .join(JOBS, JOBS.c.id == ATTEMPTS.c.job_id)
     .where(ATTEMPTS.c.id.in_(bindparam("ids", expanding=True)))
     # the jobs too: a cancel committing in between must not be counted twice
@@ -110,7 +113,7 @@ def advance(board_id: int, items: Sequence[Advance]) -> dict[str, int]:
         _require_open(found, ids)
         targets = {i.attempt_id: (found[i.attempt_id].stage + 2 if i.to_stage is None
                                   else i.to_stage) for i in items}
-        _check_stages(conn, board_id, *targets.values())
+        last = _check_stages(conn, board_id, *targets.values())
         moving = [i for i in items if found[i.attempt_id].state == ACTIVE]
         cancelled = [i for i in items if found[i.attempt_id].state != ACTIVE]
         # Plain reports (no result, no file name) move in one statement per
@@ -136,6 +139,8 @@ def advance(board_id: int, items: Sequence[Advance]) -> dict[str, int]:
             a = found[i.attempt_id]
             tally.move(board_id, 1, (a.job_stage, ACTIVE), (targets[i.attempt_id], ACTIVE))
             tally.reach(board_id, targets[i.attempt_id])
+        deps.release(conn, [found[i.attempt_id].job_id for i in moving
+                            if targets[i.attempt_id] == last], tally, now)
         tally.apply(conn, now)
         for outcome, group in ((Outcome.ADVANCED, moving), (Outcome.CANCELLED, cancelled)):
             if group:
@@ -151,17 +156,17 @@ def advance(board_id: int, items: Sequence[Advance]) -> dict[str, int]:
 def fail(board_id: int, attempt_id: int, error: str, exit_code: int | None = None,
          log: str | None = None) -> str:
     """A claimed job failed: back to its stage for another try, or failed for
-    good once it has used the board's max_attempts at that stage (it then
-    stays at the stage it was claimed from).  Returns "requeued", "failed"
-    or "cancelled"."""
+    good once it has used its max_attempts (its own, or else the board's)
+    at that stage (it then stays at the stage it was claimed from).
+    Returns "requeued", "failed" or "cancelled"."""
     now = time.time()
     error = _text(error or "", MAX_ERROR)
     with write_transaction(_engine()) as conn:
         found = _open_attempts(conn, board_id, [attempt_id])
         _require_open(found, [attempt_id])
         a = found[attempt_id]
-        max_attempts = conn.execute(select(BOARDS.c.max_attempts)
-                                    .where(BOARDS.c.id == board_id)).scalar_one()
+        max_attempts = a.job_max_attempts or conn.execute(
+            select(BOARDS.c.max_attempts).where(BOARDS.c.id == board_id)).scalar_one()
         tally = Tally()
         if a.state != ACTIVE:
             outcome = "cancelled"
@@ -218,20 +223,26 @@ def release(board_id: int, attempt_ids: Sequence[int]) -> int:
 
 
 def cancel(board_id: int, keys: Sequence[str] | None = None) -> int:
-    """Cancel waiting and running jobs (all of the board's, or those keys).
-    Running ones are told through their worker's next heartbeat."""
+    """Cancel waiting, blocked and running jobs (all of the board's, or those
+    keys); done jobs stay done.  Running ones are told through their
+    worker's next heartbeat."""
     now = time.time()
-    q = update(JOBS).where(JOBS.c.board_id == board_id, JOBS.c.state == ACTIVE)
-    if keys is not None:
-        q = q.where(JOBS.c.key.in_(list(keys)))
+    n = 0
     with write_transaction(_engine()) as conn:
-        stages = collections.Counter(conn.execute(
-            q.values(state=JobState.CANCELLED.value, entered_at=now)
-            .returning(JOBS.c.stage)).scalars())
-        n = sum(stages.values())
+        last = conn.execute(_LAST_STAGE, {"b": board_id}).scalar()
         tally = Tally()
-        for stage, k in stages.items():
-            tally.move(board_id, k, (stage, ACTIVE), (stage, JobState.CANCELLED.value))
+        for state in (ACTIVE, JobState.BLOCKED.value):
+            q = update(JOBS).where(JOBS.c.board_id == board_id, JOBS.c.state == state)
+            if keys is not None:
+                q = q.where(JOBS.c.key.in_(list(keys)))
+            if last is not None:
+                q = q.where(JOBS.c.stage < last)
+            stages = collections.Counter(conn.execute(
+                q.values(state=JobState.CANCELLED.value, entered_at=now)
+                .returning(JOBS.c.stage)).scalars())
+            for stage, k in stages.items():
+                tally.move(board_id, k, (stage, state), (stage, JobState.CANCELLED.value))
+            n += sum(stages.values())
         tally.apply(conn, now)
         if n:
             conn.execute(_NEW_EVENT, _event(board_id, EventKind.CANCELLED, now, count=n,
@@ -254,13 +265,15 @@ _KEEP_ALIVE = (
 def heartbeat(board_id: int, worker: str, running: Sequence[int] = (),
               samples: dict[int, dict[str, Any]] | None = None, host: str | None = None,
               pid: int | None = None, resources: dict[str, Any] | None = None,
-              stopped: bool = False,
-              logs: dict[int, str] | None = None) -> dict[str, list[int]]:
+              stopped: bool = False, logs: dict[int, str] | None = None,
+              notes: dict[int, list[dict[str, str]]] | None = None) -> dict[str, list[int]]:
     """A worker says it is alive: its leased jobs' lifetimes start again now.
     Answers which of its ``running`` attempts it must stop: ``cancelled``
     (the job was cancelled) and ``lost`` (the attempt ended without it,
     e.g. requeued after a silence).  ``logs``: the output tails of running
-    attempts, kept with them so that a page shows them while the job runs."""
+    attempts, kept with them so that a page shows them while the job runs.
+    ``notes``: what running jobs wrote as @event/@log/@var lines, kept as
+    their jobs' events."""
     now = time.time()
     samples = samples or {}
     with write_transaction(_engine()) as conn:
@@ -271,12 +284,19 @@ def heartbeat(board_id: int, worker: str, running: Sequence[int] = (),
             conn.execute(update(WORKERS).where(WORKERS.c.board_id == board_id,
                                                WORKERS.c.name == worker)
                          .values(state=WorkerState.STOPPED.value))
-        asked = set(running) | set(logs or ())
+        asked = set(running) | set(logs or ()) | set(notes or ())
         found = _open_attempts(conn, board_id, asked) if asked else {}
         tails = [{"attempt": a, "tail": _text(t, MAX_LOG)} for a, t in (logs or {}).items()
                  if a in found and found[a].worker == worker]
         if tails:
             conn.execute(_KEEP_LOG, tails)
+        events = [_event(board_id, NOTE_KINDS[n["kind"]], now, job_id=found[a].job_id,
+                         stage=found[a].stage,
+                         detail={k: _text(str(v), MAX_ERROR) for k, v in n.items() if k != "kind"})
+                  for a, ns in (notes or {}).items() if a in found and found[a].worker == worker
+                  for n in ns]
+        if events:
+            conn.execute(_NEW_EVENT, events)
         if samples:
             rows = [{"attempt": a, "sample": json.dumps(s)} for a, s in samples.items()
                     if a in found]

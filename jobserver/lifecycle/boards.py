@@ -102,9 +102,18 @@ def ensure_board(jobix: int) -> BoardRef:
     return found
 
 
+UNCHANGED: Any = object()  # a setting left as it is (None is a value: "no cap")
+
+
 def set_board_options(board_id: int, auto_requeue: bool | None = None,
-                      max_attempts: int | None = None) -> None:
+                      max_attempts: int | None = None,
+                      max_running: int | None = UNCHANGED) -> None:
+    """Change a board's settings; ``max_running`` None lifts the cap."""
     values: dict[str, Any] = {}
+    if max_running is not UNCHANGED:
+        if max_running is not None and max_running < 0:
+            raise LifecycleError("max_running must be 0 or more (or none: no cap)")
+        values["max_running"] = max_running
     if auto_requeue is not None:
         values["auto_requeue"] = auto_requeue
     if max_attempts is not None:
@@ -114,6 +123,7 @@ def set_board_options(board_id: int, auto_requeue: bool | None = None,
     if values:
         with write_transaction(_engine()) as conn:
             conn.execute(update(BOARDS).where(BOARDS.c.id == board_id).values(**values))
+        live.mark_dirty(board_id)
 
 
 # ----------------------------------------------------------------- lifetimes
@@ -202,7 +212,7 @@ def board_by_name(name: str) -> BoardRef | None:
 
 def create_board(name: str, lifetimes_min: Sequence[float] | None = None,
                  stage_names: Sequence[str] | None = None, max_attempts: int = 3,
-                 auto_requeue: bool = True) -> BoardRef:
+                 auto_requeue: bool = True, max_running: int | None = None) -> BoardRef:
     """A new API board with its stages.  Raises Conflict if the name exists."""
     if not NAME_RE.match(name or ""):
         raise LifecycleError("a board name is 1-100 letters, digits, '.', '_' or '-', "
@@ -212,6 +222,8 @@ def create_board(name: str, lifetimes_min: Sequence[float] | None = None,
                              "choose another")
     if max_attempts < 1:
         raise LifecycleError("max_attempts must be at least 1")
+    if max_running is not None and max_running < 0:
+        raise LifecycleError("max_running must be 0 or more (or none: no cap)")
     lts, names = _stages_of(list(lifetimes_min or []), list(stage_names or []))
     n_stages = len(lts)
     with write_transaction(_engine()) as conn:
@@ -219,7 +231,8 @@ def create_board(name: str, lifetimes_min: Sequence[float] | None = None,
             raise Conflict(f"a board named {name!r} exists already")
         board_id = conn.execute(BOARDS.insert().values(
             name=name, jobix=None, created_at=time.time(), auto_requeue=auto_requeue,
-            max_attempts=max_attempts).returning(BOARDS.c.id)).scalar_one()
+            max_attempts=max_attempts, max_running=max_running).returning(BOARDS.c.id)
+        ).scalar_one()
         if n_stages:  # always: _stages_of gives at least three
             conn.execute(STAGES.insert(), [
                 {"board_id": board_id, "number": i,
@@ -341,12 +354,14 @@ def board_for_token(token: str) -> BoardRef | None:
 
 def board_settings(board_id: int) -> dict[str, Any]:
     with _engine().connect() as conn:
-        row = conn.execute(select(BOARDS.c.auto_requeue, BOARDS.c.max_attempts)
+        row = conn.execute(select(BOARDS.c.auto_requeue, BOARDS.c.max_attempts,
+                                  BOARDS.c.max_running)
                            .where(BOARDS.c.id == board_id)).one()
         stages = conn.execute(select(STAGES.c.number, STAGES.c.lifetime, STAGES.c.name)
                               .where(STAGES.c.board_id == board_id)
                               .order_by(STAGES.c.number)).all()
     return {"auto_requeue": bool(row.auto_requeue), "max_attempts": row.max_attempts,
+            "max_running": row.max_running,
             "stages": [{"stage": s.number, "lifetime": s.lifetime, "name": s.name}
                        for s in stages]}
 

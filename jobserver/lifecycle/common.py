@@ -108,9 +108,10 @@ def _dialect() -> str:
     return db.engine.dialect.name
 
 
-def _check_stages(conn: Connection | None, board_id: int, *stages: int) -> None:
+def _check_stages(conn: Connection | None, board_id: int, *stages: int) -> int | None:
     """Refuse stages the board does not have.  A board with lifetimes set by
-    /init has stages 0..n; a board without any accepts every stage >= 0."""
+    /init has stages 0..n; a board without any accepts every stage >= 0.
+    Returns the board's last stage (None without declared stages or conn)."""
     for s in stages:
         if s < 0:
             raise UnknownStage(f"stage must be a non-negative integer, got {s}")
@@ -118,9 +119,10 @@ def _check_stages(conn: Connection | None, board_id: int, *stages: int) -> None:
             raise UnknownStage(f"unknown stage {s if s < 10**30 else '(a larger number)'}: "
                                f"stage numbers go up to {MAX_STAGE}")
     if conn is None:
-        return
+        return None
     last = conn.execute(_LAST_STAGE, {"b": board_id}).scalar()
     if last is not None:
         for s in stages:
             if s > last:
                 raise UnknownStage(f"unknown stage {s}: this board has stages 0..{last}")
+    return last

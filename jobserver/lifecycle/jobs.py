@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import functools
+import json
 import time
-from typing import Any, Iterable
+from typing import Any, Iterable, NamedTuple
 
 from sqlalchemy import Connection, bindparam, func, select, update
 
@@ -11,13 +12,16 @@ from .. import live, sweeper
 from ..dialect import insert_ignore, insert_rows_ignore, write_transaction
 from ..extensions import socketio
 from ..models import EventKind, Outcome, WorkerState
-from .counters import Tally
-from .common import (ACTIVE, ATTEMPTS, JOBS, WORKERS, _CLOSE_ATTEMPT, _NEW_EVENT, _STAGE_OK, ClaimedJob,
-                     NewJob, NotFound, _check_stages, _dialect, _engine, _event)
+from . import deps
+from .counters import COUNTS, Tally
+from .common import (ACTIVE, ATTEMPTS, BOARDS, JOBS, WORKERS, _CLOSE_ATTEMPT, _LAST_STAGE, _NEW_EVENT,
+                     _STAGE_OK, ClaimedJob, Conflict, LifecycleError, NewJob, NotFound,
+                     _check_stages, _dialect, _engine, _event)
+from .deps import BLOCKED, Extras
 
 PUSH_CHUNK = 5000
 _PUSH_COLUMNS = ["board_id", "key", "payload", "stage", "entered_at", "flagged", "attempts",
-                 "state"]
+                 "state", "priority", "max_attempts", "waiting_on"]
 
 _CLAIM = (
     update(JOBS)
@@ -25,15 +29,38 @@ _CLAIM = (
         select(JOBS.c.id)
         .where(JOBS.c.board_id == bindparam("b"), JOBS.c.stage == bindparam("from_stage"),
                JOBS.c.state == ACTIVE)
-        .order_by(JOBS.c.entered_at, JOBS.c.id)
+        .order_by(JOBS.c.priority.desc(), JOBS.c.entered_at, JOBS.c.id)
         .limit(bindparam("n"))
         .with_for_update(skip_locked=True)  # PostgreSQL; SQLite locks the whole file
         .scalar_subquery()),
         _STAGE_OK)
     .values(stage=bindparam("to_stage"), entered_at=bindparam("now"), flagged=False,
             attempts=JOBS.c.attempts + 1, heartbeat_at=bindparam("hb"))
-    .returning(JOBS.c.id, JOBS.c.key, JOBS.c.payload, JOBS.c.attempts)
+    .returning(JOBS.c.id, JOBS.c.key, JOBS.c.payload, JOBS.c.attempts, JOBS.c.priority)
 )
+
+_CAP = select(BOARDS.c.max_running).where(BOARDS.c.id == bindparam("b"))
+# PostgreSQL: claims of a capped board take turns, so that two of them
+# cannot both see the last free slot (SQLite has one writer anyway)
+# (NO KEY UPDATE: rows inserted meanwhile that reference the board, such
+# as attempts, take KEY SHARE locks on it, which must not wait for this)
+_CAP_TURN = _CAP.with_for_update(key_share=True)
+_RUNNING = (select(func.coalesce(func.sum(COUNTS.c.n), 0))
+            .where(COUNTS.c.board_id == bindparam("b"), COUNTS.c.state == ACTIVE,
+                   COUNTS.c.stage % 2 == 1))
+
+
+def _free_slots(conn: Connection, board_id: int, n: int) -> int:
+    """How many of ``n`` jobs a claim may take under the board's max_running."""
+    cap = conn.execute(_CAP, {"b": board_id}).scalar()
+    if cap is None:
+        return n
+    if conn.dialect.name == "postgresql":
+        cap = conn.execute(_CAP_TURN, {"b": board_id}).scalar()
+        if cap is None:
+            return n
+    return max(0, min(n, cap - conn.execute(_RUNNING, {"b": board_id}).scalar_one()))
+
 
 _JOB_STAGE = (select(JOBS.c.stage, JOBS.c.state)
               .where(JOBS.c.board_id == bindparam("b"), JOBS.c.key == bindparam("k"))
@@ -59,29 +86,126 @@ def _update_statement(with_filename: bool, with_payload: bool, forward: bool) ->
             .values(**values).returning(JOBS.c.id))
 
 
+class PushResult(NamedTuple):
+    created: int
+    existing: int
+    changed: list[str]  # existing keys whose payload or upstream jobs differ
+
+
 def push(board_id: int, jobs: Iterable[NewJob | tuple[str, str, int]]) -> tuple[int, int]:
     """Add the jobs whose keys the board does not have yet (idempotent).
-    Returns (created, existing).  A job is a NewJob or the same plain
-    (key, payload JSON text, stage) triple (cheaper to build by the million).
+    Returns (created, existing); see push_jobs."""
+    result = push_jobs(board_id, jobs)
+    return result.created, result.existing
 
-    Stages are checked before anything is written, so bad input writes
-    nothing.  Large lists are written in chunks of PUSH_CHUNK jobs, one
-    transaction each, yielding between chunks so that a million-job push
-    does not hold the database (or an eventlet hub) for seconds; a push cut
-    short by a crash is completed by pushing again."""
+
+def push_jobs(board_id: int, jobs: Iterable[NewJob | tuple[str, str, int]],
+              extras: dict[str, Extras] | None = None, strict: bool = False) -> PushResult:
+    """Add the jobs whose keys the board does not have yet; the others are
+    left as they are (pushing a workflow again is its resume).  A job is a
+    NewJob or the same plain (key, payload JSON text, stage) triple (cheaper
+    to build by the million); ``extras`` maps keys to their upstream jobs,
+    priority and attempts.  The answer names the existing keys whose payload
+    or upstream jobs differ from what was pushed; ``strict`` refuses such a
+    push (Conflict) instead.
+
+    Everything is checked before anything is written (stages, unknown
+    upstream keys, cycles), so bad input writes nothing.  Large lists are
+    written in chunks of PUSH_CHUNK jobs, one transaction each, upstream
+    jobs first, yielding between chunks so that a million-job push does not
+    hold the database (or an eventlet hub) for seconds; a push cut short by
+    a crash is completed by pushing again."""
     jobs = list(jobs)
     if not jobs:
-        return 0, 0
-    now = time.time()
+        return PushResult(0, 0, [])
+    extras = extras or {}
+    workflow = any(e.after for e in extras.values())
+    plan = None
     with _engine().connect() as conn:
         _check_stages(conn, board_id, *{stage for _, _, stage in jobs})
+        if workflow or strict:
+            plan = _plan(conn, board_id, jobs, extras, workflow)
+    if plan is not None and strict and plan.changed:
+        raise Conflict(f"{len(plan.changed)} job(s) of this push exist already with another "
+                       f"payload or other 'after' jobs: nothing was pushed (push without "
+                       f"strict to keep the stored ones)", {"changed_keys": plan.changed[:50]})
+    if plan is not None and workflow:
+        created = _write_workflow(board_id, jobs, extras, plan)
+        changed = plan.changed
+    else:
+        created, changed = _write_flat(board_id, jobs, extras, check=plan is None)
+        if plan is not None:
+            changed = plan.changed
+    live.mark_dirty(board_id)
+    sweeper.note_growth(created)
+    return PushResult(created, len(jobs) - created, changed)
+
+
+class _Plan(NamedTuple):
+    existing: dict[str, Any]  # key -> stored row, of pushed and upstream keys
+    order: list[str]  # the new keys, upstream jobs first
+    changed: list[str]
+    last: int | None  # the board's last stage
+
+
+def _plan(conn: Connection, board_id: int, jobs: list, extras: dict[str, Extras],
+          workflow: bool) -> _Plan:
+    """Read what exists, check the new jobs' upstream keys and cycles."""
+    first: dict[str, str] = {}
+    for key, payload, _ in jobs:
+        first.setdefault(key, payload)
+    upstream = {a for e in extras.values() for a in e.after}
+    existing = deps.existing_jobs(conn, board_id, [*first, *(upstream - first.keys())])
+    last = conn.execute(_LAST_STAGE, {"b": board_id}).scalar()
+    new = {k: extras[k].after if k in extras else () for k in first if k not in existing}
+    if workflow:
+        if last is None:
+            raise LifecycleError("this board has no declared stages, so no job is ever done: "
+                                 "declare them (/init or board create) before using 'after'")
+        deps.check_after(new, set(first) | set(existing))
+    order = deps.upstream_first(new) if workflow else list(new)
+    mine = [k for k in first if k in existing]
+    return _Plan(existing, order, _changed(conn, mine, first, extras, existing), last)
+
+
+def _same_payload(stored: str, pushed: str) -> bool:
+    return stored == pushed or json.loads(stored) == json.loads(pushed)
+
+
+def _changed(conn: Connection, keys: list[str], payloads: dict[str, str],
+             extras: dict[str, Extras], stored: dict[str, Any]) -> list[str]:
+    """The existing ``keys`` whose stored payload or upstream keys differ
+    from the pushed ones."""
+    if not keys:
+        return []
+    ups = deps.stored_upstream(conn, [stored[k].id for k in keys])
+    return [k for k in keys
+            if not _same_payload(stored[k].payload, payloads[k])
+            or ups.get(stored[k].id, set()) != set(extras[k].after if k in extras else ())]
+
+
+def _row(board_id: int, job: tuple[str, str, int], extra: Extras | None, now: float,
+         state: str = ACTIVE, waiting_on: int = 0) -> tuple:
+    key, payload, stage = job
+    if extra is None:
+        return (board_id, key, payload, stage, now, False, 0, state, 0, None, waiting_on)
+    return (board_id, key, payload, stage, now, False, 0, state, extra.priority,
+            extra.max_attempts, waiting_on)
+
+
+def _write_flat(board_id: int, jobs: list, extras: dict[str, Extras],
+                check: bool) -> tuple[int, list[str]]:
+    """Jobs without upstream jobs, by chunks; with ``check``, the existing
+    keys of each chunk are compared with what was pushed."""
+    now = time.time()
     created = 0
+    changed: list[str] = []
     tally = Tally()
     for i in range(0, len(jobs), PUSH_CHUNK):
+        chunk = jobs[i:i + PUSH_CHUNK]
         by_stage: dict[int, list[tuple]] = {}
-        for key, payload, stage in jobs[i:i + PUSH_CHUNK]:
-            by_stage.setdefault(stage, []).append(
-                (board_id, key, payload, stage, now, False, 0, ACTIVE))
+        for job in chunk:
+            by_stage.setdefault(job[2], []).append(_row(board_id, job, extras.get(job[0]), now))
         with write_transaction(_engine()) as conn:
             n = 0
             for stage, rows in by_stage.items():  # one stage each: counts stay exact
@@ -91,18 +215,80 @@ def push(board_id: int, jobs: Iterable[NewJob | tuple[str, str, int]]) -> tuple[
             if n:
                 conn.execute(_NEW_EVENT, _event(board_id, EventKind.PUSHED, now, count=n))
                 tally.apply(conn, now)
+            if check and n < len(chunk):  # some existed: those just added compare equal
+                payloads = {}
+                for key, payload, _ in chunk:
+                    payloads.setdefault(key, payload)
+                stored = deps.existing_jobs(conn, board_id, list(payloads))
+                changed += _changed(conn, list(payloads), payloads, extras, stored)
         created += n
         socketio.sleep(0)  # let other requests in between chunks
-    live.mark_dirty(board_id)
-    sweeper.note_growth(created)
-    return created, len(jobs) - created
+    return created, changed
+
+
+_INSERT_RETURNING: dict[str, Any] = {}
+
+
+def _write_workflow(board_id: int, jobs: list, extras: dict[str, Extras], plan: _Plan) -> int:
+    """The new jobs, upstream jobs first, by chunks, with their Dependency
+    rows; a job whose upstream jobs are not all done is BLOCKED.  Whether an
+    upstream job written earlier is done is read (and locked) in the chunk's
+    own transaction: a worker may have finished it meanwhile."""
+    now = time.time()
+    last = plan.last
+    pushed: dict[str, tuple[str, str, int]] = {}
+    for job in jobs:
+        pushed.setdefault(job[0], job)
+    ids = {k: r.id for k, r in plan.existing.items()}
+    dialect = _dialect()
+    if dialect not in _INSERT_RETURNING:
+        _INSERT_RETURNING[dialect] = (insert_ignore(JOBS, ["board_id", "key"], dialect)
+                                      .returning(JOBS.c.id, JOBS.c.key))
+    insert = _INSERT_RETURNING[dialect]
+    created = 0
+    tally = Tally()
+    for i in range(0, len(plan.order), PUSH_CHUNK):
+        chunk = plan.order[i:i + PUSH_CHUNK]
+        inside = set(chunk)
+        with write_transaction(_engine()) as conn:
+            outside = {a for k in chunk if k in extras for a in extras[k].after
+                       if a not in inside}
+            done_ids = deps.done_among(conn, [ids[a] for a in outside], last)
+            rows, satisfied = [], {}
+            for key in chunk:
+                after = extras[key].after if key in extras else ()
+                done = {a for a in after if (ids.get(a) in done_ids if a not in inside
+                                             else pushed[a][2] == last)}
+                satisfied[key] = done
+                blocked = len(after) > len(done) and pushed[key][2] < last
+                rows.append(dict(zip(_PUSH_COLUMNS, _row(
+                    board_id, pushed[key], extras.get(key), now,
+                    BLOCKED if blocked else ACTIVE, len(after) - len(done)))))
+            added = {r.key: r.id for r in conn.execute(insert, rows)}
+            ids.update(added)
+            edges = [(ids[a], ids[key], a in satisfied[key])
+                     for key in chunk if key in added and key in extras
+                     for a in extras[key].after]
+            deps.add_edges(conn, edges)
+            for row in rows:
+                if row["key"] in added:
+                    tally.move(board_id, 1, None, (row["stage"], row["state"]))
+            if added:
+                conn.execute(_NEW_EVENT, _event(board_id, EventKind.PUSHED, now,
+                                                count=len(added)))
+                tally.apply(conn, now)
+        created += len(added)
+        socketio.sleep(0)
+    return created
 
 
 def claim(board_id: int, stage: int, n: int = 1, to_stage: int | None = None,
           worker: str | None = None, host: str | None = None,
           lease: bool = False, pid: int | None = None) -> list[ClaimedJob]:
-    """Atomically take up to n waiting jobs at ``stage`` (oldest first) and
-    move them to ``to_stage`` (default stage + 1): one UPDATE ... RETURNING.
+    """Atomically take up to n waiting jobs at ``stage`` (highest priority,
+    then oldest, first) and move them to ``to_stage`` (default stage + 1):
+    one UPDATE ... RETURNING.  On a board with max_running, fewer: never
+    more than that many of its jobs at odd stages.
 
     ``lease=True`` (API claims) makes the jobs' lifetime count from the
     worker's heartbeats and records the worker as alive."""
@@ -110,14 +296,17 @@ def claim(board_id: int, stage: int, n: int = 1, to_stage: int | None = None,
     now = time.time()
     _check_stages(None, board_id, stage, to)
     with write_transaction(_engine()) as conn:
+        n = _free_slots(conn, board_id, n)
         if lease and worker:
             touch_worker(conn, board_id, worker, now, host=host, pid=pid)
         rows = conn.execute(_CLAIM, {"b": board_id, "from_stage": stage, "n": n, "to_stage": to,
                                      "top": max(stage, to), "now": now,
-                                     "hb": now if lease else None}).all()
+                                     "hb": now if lease else None}).all() if n else []
         if not rows:
             _check_stages(conn, board_id, stage, to)
             return []
+        # RETURNING has no order: the claim's (ids grow with age)
+        rows.sort(key=lambda r: (-r.priority, r.id))
         attempts = [{"job_id": r.id, "board_id": board_id, "stage": stage, "worker": worker,
                      "host": host, "started_at": now, "ended_at": None,
                      "outcome": Outcome.RUNNING.value}
@@ -158,6 +347,8 @@ def update_job(board_id: int, key: str, stage: int, filename: str | None = None,
         tally.move(board_id, 1, (before.stage, before.state), (stage, ACTIVE))
         if stage > before.stage:
             tally.reach(board_id, stage)
+            if stage == conn.execute(_LAST_STAGE, {"b": board_id}).scalar():
+                deps.release(conn, [job_id], tally, now)
         tally.apply(conn, now)
         closed = conn.execute(_CLOSE_ATTEMPT, {"job": job_id, "now": now,
                                                "result": Outcome.ADVANCED.value}).rowcount

@@ -11,6 +11,7 @@ from sqlalchemy import Connection, bindparam, func, select, true, update
 from .. import live
 from ..dialect import write_transaction
 from ..models import EventKind, JobState, Outcome, WorkerState
+from . import deps
 from .counters import Tally
 from .common import (ACTIVE, ATTEMPTS, BOARDS, JOBS, STAGES, WORKERS, _NEW_EVENT, SweepResult,
                      _check_stages, _engine, _event)
@@ -60,7 +61,7 @@ _FLAG_OVERDUE = (
                func.coalesce(JOBS.c.heartbeat_at, JOBS.c.entered_at) < bindparam("cut"))
         .scalar_subquery()))
     .values(flagged=True)
-    .returning(JOBS.c.id, JOBS.c.board_id, JOBS.c.stage, JOBS.c.attempts)
+    .returning(JOBS.c.id, JOBS.c.board_id, JOBS.c.stage, JOBS.c.attempts, JOBS.c.max_attempts)
 )
 
 
@@ -95,7 +96,7 @@ def _claimed_from(conn: Connection, job_ids: list[int]) -> dict[int, int]:
 def _auto_requeue(conn: Connection, flagged: list[Any], now: float) -> tuple[int, int]:
     """Send flagged jobs at odd stages back to the stage they were claimed
     from (one stage down when no claim is known), or fail them there once
-    they used up their board's attempts at that stage.  Returns (requeued,
+    they used up their attempts at that stage.  Returns (requeued,
     failed)."""
     odd = [r for r in flagged if r.stage % 2 == 1]
     if not odd:
@@ -109,7 +110,8 @@ def _auto_requeue(conn: Connection, flagged: list[Any], now: float) -> tuple[int
     requeue: dict[tuple[int, int], list[Any]] = {}
     fail: dict[tuple[int, int], list[Any]] = {}
     for r in odd:
-        into = fail if r.attempts >= boards[r.board_id].max_attempts else requeue
+        limit = r.max_attempts or boards[r.board_id].max_attempts  # its own, or its board's
+        into = fail if r.attempts >= limit else requeue
         into.setdefault((r.stage, back[r.id]), []).append(r)
     tally = Tally()
     for (stage, to), rows in requeue.items():
@@ -160,7 +162,7 @@ def requeue_flagged(board_id: int, old: int, new: int) -> int:
     """Move this board's flagged jobs at stage ``old`` to ``new`` (by hand)."""
     now = time.time()
     with write_transaction(_engine()) as conn:
-        _check_stages(conn, board_id, old, new)
+        last = _check_stages(conn, board_id, old, new)
         ids = conn.execute(
             update(JOBS).where(JOBS.c.board_id == board_id, JOBS.c.stage == old,
                                JOBS.c.flagged == true(), JOBS.c.state == ACTIVE)
@@ -170,6 +172,8 @@ def requeue_flagged(board_id: int, old: int, new: int) -> int:
         _close_attempts(conn, list(ids), now, Outcome.LOST)
         tally = Tally()
         tally.move(board_id, len(ids), (old, ACTIVE), (new, ACTIVE))
+        if new == last:
+            deps.release(conn, list(ids), tally, now)
         tally.apply(conn, now)
         if ids:
             conn.execute(_NEW_EVENT, [

@@ -56,12 +56,13 @@ def test_create_board_and_summary(client, board):
 
 
 def test_push_array_json_lines_gzip_idempotent(client, board):
-    assert push(client, board, 3).json == {"created": 3, "existing": 0}
-    lines = "\n".join(json.dumps({"key": f"j{i}", "payload": i}) for i in range(5))
+    assert push(client, board, 3).json == {"created": 3, "existing": 0, "changed": 0,
+                                           "changed_keys": []}
+    lines = "\n".join(json.dumps({"key": f"j{i}", "payload": {"i": i}}) for i in range(5))
     r = client.post("/api/v1/boards/sims/jobs", data=gzip.compress(lines.encode()),
                     headers={**board, "Content-Encoding": "gzip",
                              "Content-Type": "application/x-ndjson"})
-    assert r.json == {"created": 2, "existing": 3}
+    assert r.json == {"created": 2, "existing": 3, "changed": 0, "changed_keys": []}
     assert status(client, board)["counts"] == {"0": 5}
 
 

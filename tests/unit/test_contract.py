@@ -34,8 +34,13 @@ def test_every_request_body_is_described(app):
 
 
 def test_the_push_loop_checks_the_new_job_schema(client):
-    assert PUSH_RULES == {"max_key": NEW_JOB["properties"]["key"]["oneOf"][0]["maxLength"],
-                          "max_stage": NEW_JOB["properties"]["stage"]["maximum"]}
+    props = NEW_JOB["properties"]
+    assert PUSH_RULES == {"max_key": props["key"]["oneOf"][0]["maxLength"],
+                          "max_stage": props["stage"]["maximum"],
+                          "max_after": props["after"]["maxItems"],
+                          "priority": (props["priority"]["minimum"], props["priority"]["maximum"]),
+                          "max_attempts": (props["max_attempts"]["minimum"],
+                                           props["max_attempts"]["maximum"])}
     assert (api_jobs.MAX_KEY, api_jobs.MAX_PUSH_STAGE) == (PUSH_RULES["max_key"],
                                                            PUSH_RULES["max_stage"])
     token = client.post("/api/v1/boards", headers=ADMIN, json={"name": "c"}).json["token"]
@@ -50,6 +55,17 @@ def test_the_push_loop_checks_the_new_job_schema(client):
     assert push({"key": 2**63}) == 400
     assert push({"key": "s", "stage": PUSH_RULES["max_stage"] + 1}) == 400
     assert push({"key": "t", "stage": -1}) == 400
+    lo, hi = PUSH_RULES["priority"]
+    assert push({"key": "p1", "priority": lo}) == push({"key": "p2", "priority": hi}) == 200
+    assert push({"key": "p3", "priority": hi + 1}) == push({"key": "p4", "priority": 1.5}) == 400
+    assert push({"key": "p5", "priority": True}) == 400
+    lo, hi = PUSH_RULES["max_attempts"]
+    assert push({"key": "m1", "max_attempts": hi}) == 200
+    assert push({"key": "m2", "max_attempts": lo - 1}) == 400
+    assert push({"key": "a1", "after": ["p1"] * PUSH_RULES["max_after"]}) == 200
+    assert push({"key": "a2", "after": ["p1"] * (PUSH_RULES["max_after"] + 1)}) == 400
+    assert push({"key": "a3", "after": "p1"}) == push({"key": "a4", "after": [""]}) == 400
+    assert push({"key": "a5", "after": [2**63]}) == 400
 
 
 @pytest.mark.parametrize("body, field", [
