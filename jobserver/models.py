@@ -93,9 +93,6 @@ class Job(db.Model):
     __tablename__ = "jobs"
     __table_args__ = (
         UniqueConstraint("board_id", "key", name="uq_jobs_board_key"),
-        # Serves the sweep: a stage's jobs older than a lifetime, whatever
-        # their priority.
-        Index("ix_jobs_age", "board_id", "stage", "state", "entered_at"),
         # One board's jobs in id order (the job table): never updated, as a
         # job's board and id never change.
         Index("ix_jobs_board", "board_id", "id"),
@@ -131,8 +128,9 @@ class Job(db.Model):
     error: Mapped[Optional[str]] = mapped_column(Text)  # the last failure's text
 
 
-# Serves claims: (board, stage, state), highest priority first, then oldest.
-# (id is the last tie-breaker: PostgreSQL sorts nothing either)
+# Serves claims: (board, stage, state), highest priority first, then oldest
+# (id is the last tie-breaker: PostgreSQL sorts nothing either), and the
+# sweep: a stage's jobs of one priority older than a lifetime.
 Index("ix_jobs_claim", Job.board_id, Job.stage, Job.state, Job.priority.desc(), Job.entered_at,
       Job.id)
 

@@ -129,6 +129,9 @@ def add_edges(conn: Connection, edges: list[tuple[int, int, bool]]) -> None:
                                      for u, j, s in edges])
 
 
+_WAITING_ON = (select(DEPS.c.upstream_id)
+               .where(DEPS.c.upstream_id.in_(bindparam("ids", expanding=True)),
+                      DEPS.c.satisfied.is_(False)).limit(1))
 _SATISFY = (update(DEPS)
             .where(DEPS.c.upstream_id.in_(bindparam("ids", expanding=True)),
                    DEPS.c.satisfied.is_(False))
@@ -147,6 +150,11 @@ def release(conn: Connection, upstream_ids: Sequence[int], tally: Tally, now: fl
     downstream jobs and unblock those with nothing left to wait for (in the
     caller's transaction).  Returns how many were unblocked."""
     if not upstream_ids:
+        return 0
+    # most jobs are nobody's upstream job: a read (on the primary key) is
+    # cheaper than an UPDATE that changes nothing
+    if not any(conn.execute(_WAITING_ON, {"ids": list(part)}).first()
+               for part in _chunks(list(upstream_ids))):
         return 0
     waiting = collections.Counter()
     for part in _chunks(list(upstream_ids)):

@@ -3,6 +3,7 @@ after others, priorities, retry and resume, per-job attempts, a cap on
 running jobs, notes written by running jobs."""
 from __future__ import annotations
 
+import importlib
 import sqlite3
 import threading
 
@@ -236,23 +237,42 @@ def test_the_claim_is_one_indexed_statement_at_a_million_jobs(app):
             "INSERT INTO jobs (board_id, key, payload, stage, entered_at, flagged, attempts, "
             f"state, priority, waiting_on) SELECT {b.id}, 'k' || i, 'null', 0, i, false, 0, "
             f"'active', mod(i, 3), 0 FROM ({numbers}) AS n")
+    sweep = importlib.import_module("jobserver.lifecycle.sweep")
     with db.engine.connect() as conn:
         conn.exec_driver_sql("ANALYZE")
         conn.commit()
-        compiled = lifecycle_jobs._CLAIM.compile(dialect=db.engine.dialect)
-        params = compiled.construct_params({"b": b.id, "from_stage": 0, "n": 10, "to_stage": 1,
-                                            "top": 1, "now": 0.0, "hb": None})
+
+        def plan(stmt, **values):
+            compiled = stmt.compile(dialect=db.engine.dialect)
+            params = compiled.construct_params(values)
+            if sqlite:
+                return " / ".join(r[3] for r in conn.exec_driver_sql(
+                    "EXPLAIN QUERY PLAN " + compiled.string,
+                    tuple(params[k] for k in compiled.positiontup)))
+            return "\n".join(r[0] for r in conn.exec_driver_sql("EXPLAIN " + compiled.string,
+                                                                params))
+
+        claim = plan(lifecycle_jobs._CLAIM, b=b.id, from_stage=0, n=10, to_stage=1, top=1,
+                     now=0.0, hb=None)
+        # the sweep: the stage's priorities, one seek each, then a range of each
+        priorities = plan(sweep._LOWER_PRIORITY, b=b.id, s=0, p=2)
+        flag = plan(sweep._FLAG_OVERDUE, b=b.id, s=0, p=1, cut=50.0)
         if sqlite:
-            plan = " / ".join(r[3] for r in conn.exec_driver_sql(
-                "EXPLAIN QUERY PLAN " + compiled.string,
-                tuple(params[k] for k in compiled.positiontup)))
-            assert "INDEX ix_jobs_claim (board_id=? AND stage=? AND state=?)" in plan, plan
-            assert "TEMP B-TREE" not in plan and "SCAN jobs" not in plan, plan
+            assert "INDEX ix_jobs_claim (board_id=? AND stage=? AND state=?)" in claim, claim
+            assert "TEMP B-TREE" not in claim and "SCAN jobs" not in claim, claim
+            assert "ix_jobs_claim (board_id=? AND stage=? AND state=? AND priority<?)" \
+                in priorities, priorities
+            assert "ix_jobs_claim (board_id=? AND stage=? AND state=? AND priority=? AND " \
+                "entered_at<?)" in flag, flag
         else:
-            plan = "\n".join(r[0] for r in conn.exec_driver_sql(
-                "EXPLAIN " + compiled.string, params))
-            assert "Index Scan using ix_jobs_claim on jobs" in plan, plan
-            assert "Sort" not in plan and "Seq Scan on jobs" not in plan, plan
+            assert "Index Scan using ix_jobs_claim on jobs" in claim, claim
+            assert "Sort" not in claim and "Seq Scan on jobs" not in claim, claim
+            for p in (priorities, flag):
+                assert "ix_jobs_claim on jobs" in p and "Seq Scan on jobs" not in p, p
+            assert "Index Cond: ((board_id = " in flag and "(priority = " in flag \
+                and "(entered_at < " in flag, flag
+    with db.engine.connect() as conn:
+        assert list(sweep._priorities(conn, b.id, 0)) == [2, 1, 0]
     got = lifecycle.claim(b.id, 0, 3)
     assert [j.key for j in got] == ["k2", "k5", "k8"]  # priority 2, oldest first
 

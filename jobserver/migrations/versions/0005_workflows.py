@@ -23,12 +23,10 @@ def upgrade():
         batch_op.add_column(sa.Column('max_attempts', sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column('waiting_on', sa.Integer(), nullable=False,
                                       server_default=sa.text('0')))
-    # claims now take the highest priority first; the sweep keeps an index
-    # by age alone
+    # claims now take the highest priority first
     op.drop_index('ix_jobs_claim', table_name='jobs')
     op.create_index('ix_jobs_claim', 'jobs',
                     ['board_id', 'stage', 'state', sa.text('priority DESC'), 'entered_at', 'id'])
-    op.create_index('ix_jobs_age', 'jobs', ['board_id', 'stage', 'state', 'entered_at'])
     op.create_table(
         'dependencies',
         sa.Column('upstream_id', sa.Integer(), nullable=False),
@@ -44,7 +42,6 @@ def upgrade():
 def downgrade():
     op.drop_index('ix_dependencies_job', table_name='dependencies')
     op.drop_table('dependencies')
-    op.drop_index('ix_jobs_age', table_name='jobs')
     op.drop_index('ix_jobs_claim', table_name='jobs')
     op.create_index('ix_jobs_claim', 'jobs', ['board_id', 'stage', 'state', 'entered_at'])
     with op.batch_alter_table('jobs', schema=None) as batch_op:
