@@ -74,5 +74,6 @@ def job_page(name: str, key: str):
 @bp.get("/boards/<name>/lifetimes")
 def lifetimes_page(name: str):
     board = _board(name)
-    return render_template("lifetimes.html", board=board,
-                           stages=lifecycle.board_settings(board.id)["stages"])
+    settings = lifecycle.board_settings(board.id)
+    return render_template("lifetimes.html", board=board, settings=settings,
+                           stages=settings["stages"])

@@ -10,16 +10,17 @@ import json
 import time
 from typing import Any, Iterable
 
-from sqlalchemy import literal, select
+from sqlalchemy import exists, false, func, literal, select
 
 from . import queries
 from .extensions import db
 from .queries import end_read
-from .models import Board, Job, JobState, Throughput
+from .models import Board, Dependency, Job, JobState, Throughput
 
 JOBS = Job.__table__
 BOARDS = Board.__table__
 THROUGHPUT = Throughput.__table__
+DEPS = Dependency.__table__
 
 RATE_WINDOW = 5  # minutes of completions behind "current throughput" and the ETA
 
@@ -72,8 +73,12 @@ def rate_per_minute(board_id: int, stage: int, now: float, running: int) -> floa
 
 
 def _health(total: int, remaining: int, failed: int, running: int, lost_workers: int,
-            n_flagged: int, per_min: float) -> tuple[str, str]:
-    """A word and a reason for a board's state, worst news first."""
+            n_flagged: int, per_min: float, stuck: str | None = None,
+            holding: str | None = None) -> tuple[str, str]:
+    """A word and a reason for a board's state, worst news first.
+    ``stuck``: why the only jobs left can never start (blocked behind
+    failed or cancelled jobs); ``holding``: the same news while other work
+    still flows."""
     if not total:
         return "idle", "no jobs yet"
     if remaining == 0:
@@ -81,14 +86,62 @@ def _health(total: int, remaining: int, failed: int, running: int, lost_workers:
             return "failed", (f"{failed} job(s) failed and nothing is left to do; "
                               f"{total - failed} done")
         return "done", "every job is done"
+    if stuck:
+        return ("failed" if failed else "stalled"), stuck
     if lost_workers or n_flagged:
         return "attention", (f"{lost_workers} lost worker(s), "
                              f"{n_flagged} job(s) overstaying their stage")
     if not running and per_min == 0:
         return "stalled", "jobs are waiting and nobody is working on them"
+    if holding:
+        return "attention", holding
     if failed:
         return "attention", f"{failed} job(s) failed"
     return "healthy", "work is flowing"
+
+
+BLOCKER_SCAN = 100_000  # failed or cancelled jobs looked at for blocked downstream jobs
+
+
+def blockers(board_id: int, by_stage: dict[int, dict[str, int]]) -> dict[str, int]:
+    """How many failed and how many cancelled jobs hold up downstream jobs
+    (a dependency on them not satisfied yet).  Read only when the kept
+    counters show blocked jobs and failed or cancelled ones: the failed
+    jobs come from their partial index, the cancelled ones from the stages
+    the counters name, each with one primary-key seek into its
+    dependencies."""
+    out = {}
+    for state in (JobState.FAILED.value, JobState.CANCELLED.value):
+        stages = sorted(s for s, c in by_stage.items() if c.get(state))
+        if not stages:
+            out[state] = 0
+            continue
+        where = [JOBS.c.board_id == board_id,
+                 JOBS.c.state == literal(state, literal_execute=True)]
+        if state == JobState.CANCELLED.value:
+            where.append(JOBS.c.stage.in_(stages))
+        held = exists().where(DEPS.c.upstream_id == JOBS.c.id, DEPS.c.satisfied == false())
+        sub = select(JOBS.c.id).where(*where, held).limit(BLOCKER_SCAN).subquery()
+        out[state] = int(db.session.execute(select(func.count()).select_from(sub)).scalar_one())
+    end_read()
+    return out
+
+
+def _blocked_news(blocked: int, held_by: dict[str, int], stuck: bool) -> str | None:
+    """The health line's words for blocked jobs held up by failed or
+    cancelled jobs, with the command that frees them."""
+    failed, cancelled = held_by.get("failed", 0), held_by.get("cancelled", 0)
+    if not (failed or cancelled):
+        return (f"stuck: {blocked} job(s) blocked and nothing else is left to run"
+                if stuck else None)
+    behind = " and ".join([*([f"{failed} failed job(s)"] if failed else []),
+                           *([f"{cancelled} cancelled job(s)"] if cancelled else [])])
+    how = "retry them with " + " and ".join(
+        [*(["`jobworker retry --failed`"] if failed else []),
+         *(["`jobworker retry --cancelled`"] if cancelled else [])])
+    if stuck:
+        return f"stuck: {blocked} job(s) blocked behind {behind}; {how}"
+    return f"{behind} hold(s) up blocked jobs downstream; {how}"
 
 
 def overview(board_id: int, now: float | None = None,
@@ -100,29 +153,43 @@ def overview(board_id: int, now: float | None = None,
     stage_rows = queries.stages(board_id)
     by_stage = status["by_stage"]
     counts = {s: c.get(JobState.ACTIVE.value, 0) for s, c in by_stage.items()}
+    blocked_at = {s: c.get(JobState.BLOCKED.value, 0) for s, c in by_stage.items()}
     last = max([*(r.number for r in stage_rows), *by_stage, 0])
     names = {r.number: r.name for r in stage_rows}
     lifetimes = {r.number: r.lifetime for r in stage_rows}
     done = counts.get(last, 0) if last else 0
     running = sum(n for s, n in counts.items() if s % 2 == 1)
     waiting = sum(n for s, n in counts.items() if s % 2 == 0 and s != last)
+    blocked = sum(blocked_at.values())
     live_total = status["total"] - status["cancelled"]
     remaining = max(live_total - done - status["failed"], 0)
     per_min = rate_per_minute(board_id, last, now, running)
-    eta = remaining / (per_min / 60.0) if per_min > 0 and remaining else None
+    # the only jobs left wait for jobs that will never be done by themselves
+    stuck = bool(blocked) and not running and not waiting
+    held_by = (blockers(board_id, by_stage) if blocked and (status["failed"] or
+                                                            status["cancelled"]) else {})
+    news = _blocked_news(blocked, held_by, stuck)
+    eta = (remaining / (per_min / 60.0) if per_min > 0 and remaining and not stuck
+           else None)
     flagged = queries.flagged_jobs(board_id, limit=20)
     n_flagged = queries.count_flagged_fast(board_id)
     health, why = _health(live_total, remaining, status["failed"], running,
-                          status["lost_workers"], n_flagged, per_min)
+                          status["lost_workers"], n_flagged, per_min,
+                          stuck=news if stuck else None, holding=None if stuck else news)
     return {
         "total": live_total, "done": done, "waiting": waiting, "running": running,
-        "failed": status["failed"], "cancelled": status["cancelled"],
+        "blocked": blocked, "failed": status["failed"], "cancelled": status["cancelled"],
         "progress": round(100.0 * done / live_total, 2) if live_total else 0.0,
         "per_minute": round(per_min, 1), "eta_seconds": None if eta is None else round(eta),
+        # some blocked jobs wait for failed or cancelled ones: the ETA counts
+        # them, so the run ends sooner (with them still blocked)
+        "eta_at_most": eta is not None and any(held_by.values()),
+        "stuck": stuck,
         "flagged": n_flagged, "flagged_jobs": flagged,
         "alive_workers": status["alive_workers"], "lost_workers": status["lost_workers"],
         "health": health, "health_reason": why, "last_stage": last,
         "stages": [{"stage": s, "name": names.get(s), "count": counts.get(s, 0),
+                    "blocked": blocked_at.get(s, 0),
                     "failed": by_stage.get(s, {}).get(JobState.FAILED.value, 0),
                     "cancelled": by_stage.get(s, {}).get(JobState.CANCELLED.value, 0),
                     "lifetime": lifetimes.get(s, 0.0),
@@ -135,8 +202,8 @@ def overview(board_id: int, now: float | None = None,
 def progress(board_id: int, status: dict[str, Any] | None = None) -> dict[str, Any]:
     """The API's view of overview(): the figures, without the tables."""
     o = overview(board_id, status=status)
-    return {k: o[k] for k in ("total", "done", "waiting", "running", "failed", "cancelled",
-                              "per_minute", "eta_seconds", "progress", "health",
+    return {k: o[k] for k in ("total", "done", "waiting", "running", "blocked", "failed",
+                              "cancelled", "per_minute", "eta_seconds", "progress", "health",
                               "health_reason", "flagged")}
 
 
@@ -181,6 +248,7 @@ def live_payload(board_id: int) -> dict[str, Any]:
     out["throughput"] = throughput(board_id, now=now)
     out["workers"] = queries.list_workers(board_id)
     out["failed_jobs"] = failed_jobs(board_id)
+    out["max_running"] = _limits(board_id)["max_running"]
     return out
 
 
@@ -201,30 +269,59 @@ def boards_overview(board_ids: Iterable[int] | None = None) -> list[dict[str, An
     return out
 
 
+NOTE_KINDS = ("event", "log", "var")  # what a running job writes in its output (@event=[..])
+
+
 def job_history(board_id: int, key: str) -> dict[str, Any] | None:
-    """A job with its attempts and events merged into one timeline."""
+    """A job with its attempts and events merged into one timeline, its
+    workers' notes apart, and its place in the workflow."""
     job = queries.job_detail(board_id, key)
     if job is None:
         return None
+    events = job["events"]
+    job["notes"] = [_note(e) for e in events if e["kind"] in NOTE_KINDS]
     timeline = [{"at": a["started_at"], "what": f"claimed at stage {a['stage']}",
                  "who": a["worker"]} for a in job["attempts_history"]]
     timeline += [{"at": a["ended_at"], "what": f"attempt {a['outcome']}", "who": a["worker"]}
                  for a in job["attempts_history"] if a["ended_at"]]
     timeline += [{"at": e["at"], "what": e["kind"] + (f" (stage {e['stage']})"
                                                       if e["stage"] is not None else ""),
-                  "who": None} for e in job["events"]]
+                  "who": None} for e in events if e["kind"] not in NOTE_KINDS]
     job["timeline"] = sorted(timeline, key=lambda t: t["at"])
-    job["summary"] = _job_summary(job, _max_attempts(board_id))
+    limits = _limits(board_id)
+    own = job.get("max_attempts")
+    job["attempt_budget"] = own if own is not None else limits["max_attempts"]
+    job["summary"] = _job_summary(job, job["attempt_budget"])
+    job.setdefault("priority", 0)
+    job.setdefault("after", [])
+    job.setdefault("downstream", [])
+    job.setdefault("downstream_total", len(job["downstream"]))
+    job.setdefault("blocked_by", [])
     job["outputs"] = sorted(((int(s), t) for s, t in job["log_tails"].items()), reverse=True)
     job["payload_text"] = _pretty(job["payload"])
     job["result_text"] = None if job["result"] is None else _pretty(job["result"])
     return job
 
 
-def _max_attempts(board_id: int) -> int:
-    n = db.session.execute(select(BOARDS.c.max_attempts).where(BOARDS.c.id == board_id)).scalar()
+def _note(event: dict[str, Any]) -> dict[str, Any]:
+    """One of a job's notes as the page lists it: time, kind, name, text."""
+    d = event["detail"] if isinstance(event["detail"], dict) else {}
+    text = d.get("value") if event["kind"] == "var" else d.get("message")
+    return {"at": event["at"], "kind": event["kind"], "stage": event["stage"],
+            "name": d.get("name"), "text": "" if text is None else str(text)}
+
+
+def _limits(board_id: int) -> dict[str, Any]:
+    """The board's default attempt budget and its cap on running jobs."""
+    row = db.session.execute(select(BOARDS.c.max_attempts, BOARDS.c.max_running)
+                             .where(BOARDS.c.id == board_id)).first()
     end_read()
-    return int(n or 0)
+    if row is None:
+        return {"max_attempts": 0, "max_running": None}
+    return {"max_attempts": int(row.max_attempts or 0), "max_running": row.max_running}
+
+
+BLOCKED_BY_SHOWN = 10  # keys named in a blocked job's summary line
 
 
 def _job_summary(job: dict[str, Any], max_attempts: int) -> str:
@@ -236,6 +333,13 @@ def _job_summary(job: dict[str, Any], max_attempts: int) -> str:
                 f"of {max_attempts} at that stage")
     if state == "waiting":
         return f"waiting at stage {stage} · {used} of {max_attempts} attempts used at this stage"
+    if state == "blocked":
+        keys = [str(k) for k in job.get("blocked_by") or []]
+        named = ", ".join(keys[:BLOCKED_BY_SHOWN])
+        more = f" and {len(keys) - BLOCKED_BY_SHOWN} more" if len(keys) > BLOCKED_BY_SHOWN else ""
+        return (f"blocked at stage {stage} until {named}{more} "
+                f"{'is' if len(keys) == 1 else 'are'} done" if keys
+                else f"blocked at stage {stage}")
     if state == "failed":
         return f"failed at stage {stage} after {used} of {max_attempts} attempts at that stage"
     return f"{state} at stage {stage}"

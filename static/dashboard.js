@@ -28,8 +28,14 @@
     document.getElementById('progress-bar').style.width = d.progress + '%';
     setText('done', d.done); setText('total', d.total);
     setText('per-minute', d.per_minute);
-    setText('eta', d.health === 'done' ? 'done' : d.health === 'failed' ? 'nothing left' : J.fmtEta(d.eta_seconds));
-    setText('running', d.running); setText('waiting', d.waiting);
+    setText('eta', d.stuck ? 'stuck' : d.health === 'done' ? 'done'
+      : d.health === 'failed' ? 'nothing left'
+      : (d.eta_at_most && d.eta_seconds !== null ? '≤ ' : '') + J.fmtEta(d.eta_seconds));
+    var eta = document.getElementById('eta');
+    if (eta) eta.title = d.stuck ? 'the jobs left are blocked behind failed or cancelled jobs'
+      : d.eta_at_most ? 'some blocked jobs wait for failed or cancelled jobs: the run may end sooner, leaving them blocked' : '';
+    setText('running', d.running); setText('waiting', d.waiting); setText('blocked', d.blocked);
+    setText('max-running', d.max_running === null || d.max_running === undefined ? '' : ' of ' + d.max_running + ' max');
     setText('failed', d.failed); setText('flagged', d.flagged);
     setText('alive', d.alive_workers); setText('lost', d.lost_workers);
     var h = document.getElementById('health');
@@ -44,7 +50,8 @@
   function renderFunnel(d) {
     var body = document.querySelector('#funnel tbody');
     body.textContent = '';
-    var max = Math.max.apply(null, d.stages.map(function (s) { return s.count + s.failed + s.cancelled; }).concat([1]));
+    var max = Math.max.apply(null, d.stages.map(function (s) {
+      return s.count + (s.blocked || 0) + s.failed + s.cancelled; }).concat([1]));
     d.stages.forEach(function (s) {
       var tr = el('tr', undefined, s.kind);
       tr.setAttribute('data-stage', s.stage);
@@ -53,11 +60,16 @@
       var words = s.name ? (s.name.toLowerCase() === s.kind ? s.name : s.name + ' · ' + s.kind) : s.kind;
       label.appendChild(el('small', words));
       var count = cell(tr, s.count, 'count');
+      if (s.blocked) count.appendChild(el('span', s.blocked + ' blocked', 'funnel-extra blocked'));
       if (s.failed) count.appendChild(el('span', s.failed + ' failed', 'funnel-extra failed'));
       if (s.cancelled) count.appendChild(el('span', s.cancelled + ' cancelled', 'funnel-extra cancelled'));
       var bc = cell(tr, undefined, 'barcell');
       var bar = el('div', undefined, 'bar'); var fill = el('div');
       fill.style.width = (100 * s.count / max) + '%'; bar.appendChild(fill);
+      if (s.blocked) {
+        var held = el('div', undefined, 'blocked-part'); held.style.width = (100 * s.blocked / max) + '%';
+        bar.appendChild(held);
+      }
       if (s.failed) {
         var bad = el('div', undefined, 'failed-part'); bad.style.width = (100 * s.failed / max) + '%';
         bar.appendChild(bad);
@@ -215,18 +227,29 @@
       var rows = Array.prototype.slice.call(form.querySelectorAll('tr[data-stage]'));
       var saved = document.getElementById('saved');
       saved.textContent = 'saving…';
-      Promise.all(rows.map(function (tr) {
-        var s = tr.getAttribute('data-stage');
-        return fetch('/api/v1/boards/' + encodeURIComponent(board) + '/stages/' + s, {
-          method: 'PUT',
-          headers: { 'Content-Type': 'application/json', 'Authorization': 'Bearer ' + token },
-          body: JSON.stringify({ name: form.elements['name-' + s].value,
-                                 lifetime: Number(form.elements['lifetime-' + s].value) })
-        }).then(function (r) {
-          if (!r.ok) return r.json().then(function (e) { throw new Error(e.message); });
-        });
-      })).then(function () { saved.textContent = 'saved'; },
-               function (e) { saved.textContent = 'not saved: ' + e.message; });
+      var headers = { 'Content-Type': 'application/json', 'Authorization': 'Bearer ' + token };
+      var api = '/api/v1/boards/' + encodeURIComponent(board);
+      function check(r) {
+        if (!r.ok) return r.json().then(function (e) { throw new Error(e.message); });
+      }
+      var cap = form.elements['max_running'].value.trim();
+      // the board's settings first: a refused value stops before the stages change
+      fetch(api, { method: 'PATCH', headers: headers,
+                   body: JSON.stringify({ max_running: cap === '' ? null : Number(cap),
+                                          max_attempts: Number(form.elements['max_attempts'].value) }) })
+        .then(check)
+        .then(function () {
+          return Promise.all(rows.map(function (tr) {
+            var s = tr.getAttribute('data-stage');
+            return fetch(api + '/stages/' + s, {
+              method: 'PUT', headers: headers,
+              body: JSON.stringify({ name: form.elements['name-' + s].value,
+                                     lifetime: Number(form.elements['lifetime-' + s].value) })
+            }).then(check);
+          }));
+        })
+        .then(function () { saved.textContent = 'saved'; },
+              function (e) { saved.textContent = 'not saved: ' + e.message; });
     });
   };
 })();

@@ -181,7 +181,8 @@
         var bar = el('div', undefined, 'bar'); var fill = el('div');
         fill.style.width = b.progress + '%'; bar.appendChild(fill); pc.appendChild(bar);
         pc.appendChild(document.createTextNode(' ' + pct(b.progress) + '% '));
-        pc.appendChild(el('small', '(' + b.done + '/' + b.total + ')'));
+        pc.appendChild(el('small', '(' + b.done + '/' + b.total
+                          + (b.blocked ? ' · ' + b.blocked + ' blocked' : '') + ')'));
         tr.appendChild(pc);
         tr.appendChild(el('td', b.per_minute + '/min'));
         tr.appendChild(el('td', fmtEta(b.eta_seconds), 'eta'));

@@ -86,3 +86,99 @@ def test_viewer_password(tmp_path):
     ok = c.get("/", headers={"Accept": "text/html", "Authorization": "Basic dTpwdw=="})  # u:pw
     assert ok.status_code == 200
     assert c.get("/").text.startswith("Hello")  # the protocol's greeting stays open
+
+
+# ------------------------------------------------------------- workflows
+
+def workflow(max_attempts: int = 1):
+    """a -> {b, c} -> d, and x -> y -> z."""
+    from jobserver.lifecycle.deps import Extras
+
+    b = lifecycle.create_board("wf", [0, 5, 0], max_attempts=max_attempts)
+    after = {"b": ("a",), "c": ("a",), "d": ("b", "c"), "y": ("x",), "z": ("y",)}
+    lifecycle.push_jobs(b.id, [NewJob(k, "{}", 0) for k in "abcdxyz"],
+                        {k: Extras(after=a, priority=5 if k == "c" else 0)
+                         for k, a in after.items()})
+    return b
+
+
+def test_blocked_jobs_are_counted_and_a_stuck_board_says_why(app):
+    b = workflow()
+    o = insights.overview(b.id)
+    assert (o["waiting"], o["blocked"], o["total"]) == (2, 5, 7)
+    assert o["stages"][0]["blocked"] == 5 and o["stages"][0]["count"] == 2
+    assert insights.progress(b.id)["blocked"] == 5
+    a, x = lifecycle.claim(b.id, 0, 10, worker="w", lease=True)
+    lifecycle.advance(b.id, [Advance(a.attempt_id)])
+    lifecycle.fail(b.id, x.attempt_id, "boom")
+    o = insights.overview(b.id)
+    assert (o["waiting"], o["blocked"], o["failed"], o["stuck"]) == (2, 3, 1, False)
+    assert o["health"] == "attention"
+    assert o["health_reason"] == ("1 failed job(s) hold(s) up blocked jobs downstream; "
+                                  "retry them with `jobworker retry --failed`")
+    assert o["eta_at_most"] and o["eta_seconds"] is not None  # y, z are counted in it
+    for _ in range(2):  # c, b, then d
+        got = lifecycle.claim(b.id, 0, 10, worker="w", lease=True)
+        lifecycle.advance(b.id, [Advance(j.attempt_id) for j in got])
+    o = insights.overview(b.id)
+    assert (o["done"], o["blocked"], o["stuck"], o["eta_seconds"]) == (4, 2, True, None)
+    assert o["health"] == "failed"
+    assert o["health_reason"] == ("stuck: 2 job(s) blocked behind 1 failed job(s); "
+                                  "retry them with `jobworker retry --failed`")
+    lifecycle.retry(b.id, state="failed")
+    o = insights.overview(b.id)
+    assert (o["waiting"], o["blocked"], o["stuck"]) == (1, 2, False)
+    assert o["health"] != "failed" and not o["eta_at_most"]
+
+
+def test_blocked_behind_a_cancelled_job(app):
+    b = workflow()
+    lifecycle.cancel(b.id, ["x"])
+    got = lifecycle.claim(b.id, 0, 10, worker="w", lease=True)
+    o = insights.overview(b.id)
+    assert not o["stuck"] and "1 cancelled job(s) hold(s) up" in o["health_reason"]
+    lifecycle.advance(b.id, [Advance(j.attempt_id) for j in got])
+    for _ in range(2):
+        got = lifecycle.claim(b.id, 0, 10, worker="w", lease=True)
+        lifecycle.advance(b.id, [Advance(j.attempt_id) for j in got])
+    o = insights.overview(b.id)
+    assert o["stuck"] and o["health"] == "stalled"
+    assert o["health_reason"] == ("stuck: 2 job(s) blocked behind 1 cancelled job(s); "
+                                  "retry them with `jobworker retry --cancelled`")
+
+
+def test_pages_show_blocked_jobs_dependencies_and_notes(app, client):
+    b = workflow()
+    a, x = lifecycle.claim(b.id, 0, 10, worker="w", lease=True)
+    lifecycle.heartbeat(b.id, "w", [a.attempt_id], notes={a.attempt_id: [
+        {"kind": "event", "name": "mesh", "message": "<i>12,000 cells</i>"},
+        {"kind": "log", "message": "reading input"},
+        {"kind": "var", "name": "energy", "value": "-1.25"}]})
+    lifecycle.advance(b.id, [Advance(a.attempt_id)])
+    rows = client.get("/boards/wf/jobs.json?state=blocked").json["rows"]
+    assert sorted(r["key"] for r in rows) == ["d", "y", "z"]
+    page = client.get("/boards/wf").text
+    assert 'id="blocked">3<' in page
+    d = client.get("/boards/wf/jobs/d").text
+    assert "blocked by: " in d and "until b, c are done" in d
+    assert 'href="/boards/wf/jobs/b"' in d and 'href="/boards/wf/jobs/c"' in d
+    job_a = insights.job_history(b.id, "a")
+    assert [n["kind"] for n in job_a["notes"]] == ["event", "log", "var"]
+    assert job_a["notes"][2] | {"at": 0} == {"at": 0, "kind": "var", "stage": 0,
+                                             "name": "energy", "text": "-1.25"}
+    assert not any(t["what"].startswith(("event", "log", "var")) for t in job_a["timeline"])
+    html = client.get("/boards/wf/jobs/a").text
+    assert "&lt;i&gt;12,000 cells&lt;/i&gt;" in html and 'id="notes"' in html
+    assert "runs before (2)" in html
+    c = client.get("/boards/wf/jobs/c").text
+    assert 'id="priority">5<' in c
+
+
+def test_settings_page_shows_the_cap(app, client):
+    b = lifecycle.create_board("cap", [0, 5, 0], max_attempts=2, max_running=4)
+    html = client.get("/boards/cap/lifetimes").text
+    assert 'name="max_running" type="number" min="0" step="1" placeholder="no limit" value="4"' in html
+    assert 'name="max_attempts" type="number" min="1" max="1000" step="1" required value="2"' in html
+    lifecycle.set_board_options(b.id, max_running=None)
+    assert 'placeholder="no limit" value=""' in client.get("/boards/cap/lifetimes").text
+    assert insights.live_payload(b.id)["max_running"] is None
