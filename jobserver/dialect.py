@@ -36,8 +36,39 @@ def insert_rows_ignore(conn: Connection, table: Table, conflict_columns: list[st
     if conn.dialect.name == "sqlite":
         sql = _positional_insert_ignore(table, tuple(conflict_columns), tuple(columns))
         return conn.exec_driver_sql(sql, rows).rowcount
-    stmt = insert_ignore(table, conflict_columns, conn.dialect.name).returning(*table.primary_key)
-    return len(conn.execute(stmt, [dict(zip(columns, row)) for row in rows]).all())
+    return len(insert_rows_returning(conn, table, conflict_columns, columns, rows,
+                                     tuple(c.name for c in table.primary_key)))
+
+
+def insert_rows_returning(conn: Connection, table: Table, conflict_columns: list[str],
+                          columns: list[str], rows: list[tuple],
+                          returning: tuple[str, ...]) -> list[Any]:
+    """As insert_rows_ignore, answering the ``returning`` columns of the
+    rows inserted.  On PostgreSQL the rows travel as one array per column
+    in a single INSERT ... SELECT FROM unnest(...): a statement per chunk,
+    not per row, which made pushes several times faster there."""
+    if not rows:
+        return []
+    if conn.dialect.name == "postgresql":
+        sql = _unnest_insert_ignore(table, tuple(conflict_columns), tuple(columns), returning)
+        return conn.exec_driver_sql(sql, tuple(list(col) for col in zip(*rows))).all()
+    stmt = (insert_ignore(table, conflict_columns, conn.dialect.name)
+            .returning(*(table.c[c] for c in returning)))
+    return conn.execute(stmt, [dict(zip(columns, row)) for row in rows]).all()
+
+
+@functools.lru_cache(maxsize=16)
+def _unnest_insert_ignore(table: Table, conflict_columns: tuple[str, ...],
+                          columns: tuple[str, ...], returning: tuple[str, ...]) -> str:
+    """PostgreSQL's INSERT ... SELECT * FROM unnest(%s::type[], ...) ON
+    CONFLICT DO NOTHING RETURNING ..., one array parameter per column."""
+    pg = postgresql.dialect()
+    arrays = ", ".join(f"%s::{table.c[c].type.compile(dialect=pg)}[]" for c in columns)
+    quote = pg.identifier_preparer.quote
+    return (f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
+            f"SELECT * FROM unnest({arrays}) "
+            f"ON CONFLICT ({', '.join(quote(c) for c in conflict_columns)}) DO NOTHING "
+            f"RETURNING {', '.join(quote(c) for c in returning)}")
 
 
 @functools.lru_cache(maxsize=16)

@@ -186,7 +186,7 @@ WORKER = obj({"name": TEXT, "host": nullable(TEXT), "pid": nullable({"type": "in
 PROGRESS = obj({"total": {"type": "integer"}, "done": {"type": "integer"},
                 "waiting": {"type": "integer"}, "running": {"type": "integer"},
                 "failed": {"type": "integer"}, "cancelled": {"type": "integer"},
-                "flagged": {"type": "integer"}, "per_minute": NUM,
+                "blocked": {"type": "integer"}, "flagged": {"type": "integer"}, "per_minute": NUM,
                 "eta_seconds": nullable(NUM), "progress": NUM,
                 "health": {"type": "string", "enum": HEALTH}, "health_reason": TEXT})
 COUNTS = {"type": "object", "additionalProperties": {"type": "integer"}}

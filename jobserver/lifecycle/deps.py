@@ -16,6 +16,7 @@ from typing import Any, Iterable, Sequence
 
 from sqlalchemy import Connection, bindparam, select, update
 
+from ..dialect import insert_rows_ignore
 from ..models import Dependency, JobState
 from .common import ACTIVE, JOBS, LifecycleError
 from .counters import Tally
@@ -124,9 +125,8 @@ def done_among(conn: Connection, ids: Sequence[int], last: int) -> set[int]:
 
 def add_edges(conn: Connection, edges: list[tuple[int, int, bool]]) -> None:
     """(upstream id, job id, satisfied) rows."""
-    if edges:
-        conn.execute(DEPS.insert(), [{"upstream_id": u, "job_id": j, "satisfied": s}
-                                     for u, j, s in edges])
+    insert_rows_ignore(conn, DEPS, ["upstream_id", "job_id"], ["upstream_id", "job_id",
+                                                               "satisfied"], edges)
 
 
 _WAITING_ON = (select(DEPS.c.upstream_id)

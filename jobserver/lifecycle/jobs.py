@@ -9,7 +9,8 @@ from typing import Any, Iterable, NamedTuple
 from sqlalchemy import Connection, bindparam, func, select, update
 
 from .. import live, sweeper
-from ..dialect import insert_ignore, insert_rows_ignore, write_transaction
+from ..dialect import (insert_ignore, insert_rows_ignore, insert_rows_returning,
+                       write_transaction)
 from ..extensions import socketio
 from ..models import EventKind, Outcome, WorkerState
 from . import deps
@@ -226,9 +227,6 @@ def _write_flat(board_id: int, jobs: list, extras: dict[str, Extras],
     return created, changed
 
 
-_INSERT_RETURNING: dict[str, Any] = {}
-
-
 def _write_workflow(board_id: int, jobs: list, extras: dict[str, Extras], plan: _Plan) -> int:
     """The new jobs, upstream jobs first, by chunks, with their Dependency
     rows; a job whose upstream jobs are not all done is BLOCKED.  Whether an
@@ -240,11 +238,6 @@ def _write_workflow(board_id: int, jobs: list, extras: dict[str, Extras], plan: 
     for job in jobs:
         pushed.setdefault(job[0], job)
     ids = {k: r.id for k, r in plan.existing.items()}
-    dialect = _dialect()
-    if dialect not in _INSERT_RETURNING:
-        _INSERT_RETURNING[dialect] = (insert_ignore(JOBS, ["board_id", "key"], dialect)
-                                      .returning(JOBS.c.id, JOBS.c.key))
-    insert = _INSERT_RETURNING[dialect]
     created = 0
     tally = Tally()
     for i in range(0, len(plan.order), PUSH_CHUNK):
@@ -261,18 +254,18 @@ def _write_workflow(board_id: int, jobs: list, extras: dict[str, Extras], plan: 
                                              else pushed[a][2] == last)}
                 satisfied[key] = done
                 blocked = len(after) > len(done) and pushed[key][2] < last
-                rows.append(dict(zip(_PUSH_COLUMNS, _row(
-                    board_id, pushed[key], extras.get(key), now,
-                    BLOCKED if blocked else ACTIVE, len(after) - len(done)))))
-            added = {r.key: r.id for r in conn.execute(insert, rows)}
+                rows.append(_row(board_id, pushed[key], extras.get(key), now,
+                                 BLOCKED if blocked else ACTIVE, len(after) - len(done)))
+            added = {r.key: r.id for r in insert_rows_returning(
+                conn, JOBS, ["board_id", "key"], _PUSH_COLUMNS, rows, ("id", "key"))}
             ids.update(added)
             edges = [(ids[a], ids[key], a in satisfied[key])
                      for key in chunk if key in added and key in extras
                      for a in extras[key].after]
             deps.add_edges(conn, edges)
             for row in rows:
-                if row["key"] in added:
-                    tally.move(board_id, 1, None, (row["stage"], row["state"]))
+                if row[1] in added:  # (board_id, key, payload, stage, ..., state, ...)
+                    tally.move(board_id, 1, None, (row[3], row[7]))
             if added:
                 conn.execute(_NEW_EVENT, _event(board_id, EventKind.PUSHED, now,
                                                 count=len(added)))
