@@ -187,6 +187,7 @@ class Runner:
         self.claimed = 0
         self._orphans_until: float | None = None  # waiting for lost workers' jobs until then
         self._orphans_seen = 0.0  # when the board was last asked about them
+        self._held_seen = 0.0  # when jobs held back (blocked, capped) were last seen
         # one heartbeat at a time: a job's last notes must not overtake earlier ones
         self._beat_lock = threading.Lock()
 
@@ -240,6 +241,10 @@ class Runner:
                 if not self.running:
                     if not self.opts.continuous:
                         waited = self._orphans_until is not None
+                        if self._held_back():
+                            self._wake.wait(self.opts.poll_max)
+                            self._wake.clear()
+                            continue
                         if self._orphans_coming_back():
                             self._wake.wait(self.opts.poll_max)
                             self._wake.clear()
@@ -274,6 +279,28 @@ class Runner:
         except Exception as exc:
             log.warning("could not say goodbye to the server: %s", exc)
         return self.stats
+
+    def _held_back(self) -> bool:
+        """Nothing to claim and nothing running, but jobs will be claimable
+        later: blocked behind upstream jobs still on their way, or held by
+        the board's running cap.  Waits as long as the board moves; says so
+        in one line.  (Blocked jobs behind failed ones only: not waiting.)"""
+        now = time.monotonic()
+        if self._held_seen and now - self._held_seen < ORPHANS_RECHECK:
+            return True  # a fleet of waiting workers must not poll the status too
+        try:
+            held = self.source.held_back()
+        except Exception as exc:
+            log.warning("could not ask the server for blocked jobs: %s", exc)
+            held = 0
+        if not held:
+            self._held_seen = 0.0
+            return False
+        if not self._held_seen:
+            log.info("%d job%s not claimable yet (blocked behind jobs still on their way, or "
+                     "the board's running cap is full): waiting", held, "" if held == 1 else "s")
+        self._held_seen = now
+        return True
 
     def _orphans_coming_back(self) -> bool:
         """Nothing to claim and nothing running: whether to wait (and claim

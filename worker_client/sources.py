@@ -34,6 +34,7 @@ class Orphans:
 class Source(Protocol):
     def claim(self, n: int) -> list[Job]: ...
     def orphans(self) -> Orphans: ...
+    def held_back(self) -> int: ...
     def done(self, job: Job, log_tail: str, result: Any = None) -> None: ...
     def failed(self, job: Job, error: str, exit_code: int | None,
                log_tail: str) -> str | None: ...
@@ -63,6 +64,17 @@ class ApiSource:
         requeued = s.get("auto_requeue", True)
         # the sweeper sends an overstaying job back one stage
         return Orphans(count, running - 1, minutes * 60.0 if minutes and requeued else None)
+
+    def held_back(self) -> int:
+        """Jobs not claimable yet that will be: blocked behind upstream jobs
+        that are still waiting or running, or waiting at this stage while
+        the board's running cap is full."""
+        s = self.client.status()
+        progress = s.get("progress", {})
+        moving = int(progress.get("running", 0)) + int(progress.get("waiting", 0))
+        blocked = int(s.get("blocked", 0)) if moving else 0
+        here = int(s.get("counts", {}).get(str(self.opts.stage), 0))
+        return blocked + (here if s.get("max_running") is not None else 0)
 
     def done(self, job: Job, log_tail: str, result: Any = None) -> None:
         to = None if self.opts.to_stage is None else self.opts.to_stage + 1
@@ -100,6 +112,9 @@ class ClassicSource:
 
     def orphans(self) -> Orphans:
         return Orphans(0, self.opts.stage, None)  # the classic protocol does not know workers
+
+    def held_back(self) -> int:
+        return 0  # nor dependencies or caps
 
     def claim(self, n: int) -> list[Job]:
         got = []

@@ -213,3 +213,36 @@ def test_priority_command_changes_the_claim_order(board):
     assert [c.claim(0, 1)[0].key for _ in range(4)] == ["c", "b", "d", "a"]
     r = jobworker(c, "priority", "3", "c")  # running now: left alone
     assert r.output.startswith("set the priority of 0 job(s) to 3")
+
+
+def test_an_idle_worker_waits_for_blocked_jobs_and_a_full_cap(board, tmp_path):
+    """A second worker that finds nothing to claim while the first runs the
+    upstream job (or holds the board's only slot) waits, then runs the
+    downstream job; a worker facing only jobs blocked behind a failure
+    leaves at once."""
+    c = board()
+    c.patch_board(max_running=1)
+    stamp = tmp_path / "up.txt"
+    c.push([{"key": "up", "payload": {"command": ["sh", "-c", f"sleep 3; echo up > {stamp}"]}},
+            {"key": "down", "after": ["up"],
+             "payload": {"command": ["sh", "-c", f"cat {stamp}"]}}])
+    first = subprocess.Popen([*JOBWORKER, "run", "--stage", "0", "--max-jobs", "1"],
+                             env=env_of(c), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    deadline = time.time() + 30
+    while c.status()["progress"]["running"] == 0 and time.time() < deadline:
+        time.sleep(0.1)
+    second = run_worker(c, "--stage", "0")  # starts while "up" runs and holds the slot
+    assert first.wait(60) == 0
+    assert second.returncode == 0, second.stderr
+    assert "not claimable yet" in second.stderr
+    assert c.job("down")["state"] == "done"
+    assert "done 1" in second.stderr
+
+    failing = board()
+    failing.push([{"key": "bad", "payload": {"command": ["false"]}},
+                  {"key": "after-bad", "after": ["bad"], "payload": {"command": ["true"]}}])
+    t = time.monotonic()
+    done = run_worker(failing, "--stage", "0")
+    assert done.returncode == 3 and time.monotonic() - t < 30
+    assert failing.job("after-bad")["state"] == "blocked"
