@@ -333,11 +333,10 @@ def job_detail(board_id: int, key: str) -> dict[str, Any] | None:
     end_read()
     last = last_stage(board_id)
     out = _api_job(job, last)
-    out["after"] = [_neighbour(r, last) for r in near["after"]]
-    out["downstream"] = [_neighbour(r, last) for r in near["downstream"]]
-    out["downstream_total"] = near["downstream_total"]
-    out["blocked_by"] = ([r["key"] for r in out["after"] if r["state"] != Status.DONE.value]
-                         if job.state == JobState.BLOCKED.value else [])
+    for side in ("after", "downstream"):
+        out[side] = [_neighbour(r, last) for r in near[side]]
+        out[f"{side}_total"] = near[f"{side}_total"]
+    out["blocked_by"] = near["blocked_by"] if job.state == JobState.BLOCKED.value else []
     out["payload"] = json.loads(job.payload)
     out["result"] = None if job.result is None else json.loads(job.result)
     out["attempts_history"] = [
@@ -362,18 +361,25 @@ def _neighbour(r: Any, last: int) -> dict[str, Any]:
 
 
 def neighbours(job_id: int, limit: int = 100) -> dict[str, Any]:
-    """A job's upstream jobs (all: at most 1,000) and its first ``limit``
-    downstream jobs, as (key, stage, state) rows, and how many downstream
-    jobs it has."""
-    up = (select(JOBS.c.key, JOBS.c.stage, JOBS.c.state)
-          .join(DEPS, DEPS.c.upstream_id == JOBS.c.id).where(DEPS.c.job_id == job_id)
-          .order_by(JOBS.c.id))
-    down = (select(JOBS.c.key, JOBS.c.stage, JOBS.c.state)
-            .join(DEPS, DEPS.c.job_id == JOBS.c.id).where(DEPS.c.upstream_id == job_id)
-            .order_by(JOBS.c.id).limit(limit))
-    total = select(func.count()).select_from(DEPS).where(DEPS.c.upstream_id == job_id)
-    return {"after": db.session.execute(up).all(), "downstream": db.session.execute(down).all(),
-            "downstream_total": db.session.execute(total).scalar_one()}
+    """A job's first ``limit`` upstream and downstream jobs as (key, stage,
+    state) rows, how many of each it has, and the first ``limit`` keys of
+    the upstream jobs it still waits for."""
+    def side(mine: Any, other: Any) -> tuple[list[Any], int]:
+        rows = db.session.execute(
+            select(JOBS.c.key, JOBS.c.stage, JOBS.c.state).join(DEPS, other == JOBS.c.id)
+            .where(mine == job_id).order_by(JOBS.c.id).limit(limit)).all()
+        total = db.session.execute(select(func.count()).select_from(DEPS)
+                                   .where(mine == job_id)).scalar_one()
+        return rows, total
+
+    after, after_total = side(DEPS.c.job_id, DEPS.c.upstream_id)
+    down, down_total = side(DEPS.c.upstream_id, DEPS.c.job_id)
+    waiting = db.session.execute(
+        select(JOBS.c.key).join(DEPS, DEPS.c.upstream_id == JOBS.c.id)
+        .where(DEPS.c.job_id == job_id, DEPS.c.satisfied.is_(False))
+        .order_by(JOBS.c.id).limit(limit)).scalars().all()
+    return {"after": after, "after_total": after_total, "downstream": down,
+            "downstream_total": down_total, "blocked_by": list(waiting)}
 
 
 def _per_stage(attempts: list[Any]) -> list[dict[str, Any]]:

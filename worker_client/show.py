@@ -167,7 +167,7 @@ def workflow_lines(job: dict[str, Any]) -> list[str]:
     if job.get("max_attempts") is not None:
         out.append(f"  max tries   {job['max_attempts']} at each stage (this job's own)")
     if job.get("after"):
-        out.append(f"  runs after  {_related(job['after'])}")
+        out.append(f"  runs after  {_related(job['after'], job.get('after_total'))}")
     if job.get("blocked_by"):
         keys = job["blocked_by"]
         out.append(f"  blocked by  {', '.join(map(str, keys[:RELATED_SHOWN]))}"

@@ -18,7 +18,7 @@ MAX_KEY = PUSH_RULES["max_key"]  # the description's rules, checked by hand for 
 MAX_PUSH_STAGE = PUSH_RULES["max_stage"]
 
 
-def _key(key: object, n: int, field: str = "key") -> str:
+def _key(key: object, n: int | str, field: str = "key") -> str:
     if type(key) is not str:
         if type(key) is not int or not -INT64_MAX - 1 <= key <= INT64_MAX:
             raise BadRequest(f"job {n}: '{field}' must be a string or a 64-bit integer")
@@ -29,7 +29,7 @@ def _key(key: object, n: int, field: str = "key") -> str:
     return key
 
 
-def _int_in(item: dict, field: str, bounds: tuple[int, int], n: int) -> int | None:
+def _int_in(item: dict, field: str, bounds: tuple[int, int], n: str) -> int | None:
     value = item.get(field)
     if value is not None and (type(value) is not int or not bounds[0] <= value <= bounds[1]):
         raise BadRequest(f"job {n}: '{field}' must be an integer from {bounds[0]} to "
@@ -37,18 +37,19 @@ def _int_in(item: dict, field: str, bounds: tuple[int, int], n: int) -> int | No
     return value
 
 
-def _extras(item: dict, n: int) -> lifecycle.Extras:
+def _extras(item: dict, key: str, n: int) -> lifecycle.Extras:
     """A job's upstream keys, priority and attempts, checked."""
+    where = f"{n} ({key[:50]!r})"
     after = item.get("after")
     if after is None:
         after = []
     if type(after) is not list or len(after) > PUSH_RULES["max_after"]:
-        raise BadRequest(f"job {n}: 'after' must be a list of at most "
+        raise BadRequest(f"job {where}: 'after' must be a list of at most "
                          f"{PUSH_RULES['max_after']} keys")
     return lifecycle.Extras(
-        tuple(dict.fromkeys(_key(a, n, "after") for a in after)),
-        _int_in(item, "priority", PUSH_RULES["priority"], n) or 0,
-        _int_in(item, "max_attempts", PUSH_RULES["max_attempts"], n))
+        tuple(dict.fromkeys(_key(a, where, "after") for a in after)),
+        _int_in(item, "priority", PUSH_RULES["priority"], where) or 0,
+        _int_in(item, "max_attempts", PUSH_RULES["max_attempts"], where))
 
 
 _EXTRA_FIELDS = ("after", "priority", "max_attempts")
@@ -72,7 +73,7 @@ def _new_jobs(items: list) -> tuple[list[tuple[str, str, int]], dict[str, lifecy
                 or "\x00" in key:
             key = _key(key, n)
         if len(item) > 1 and any(f in item for f in _EXTRA_FIELDS):
-            extras.setdefault(key, _extras(item, n))
+            extras.setdefault(key, _extras(item, key, n))
         stage = item.get("stage", 0)
         if type(stage) is not int or not 0 <= stage <= MAX_PUSH_STAGE:
             raise BadRequest(f"job {n}: 'stage' must be an integer from 0 to {MAX_PUSH_STAGE}")

@@ -75,7 +75,7 @@ NOTE = {"oneOf": [
     obj({"kind": {"type": "string", "enum": ["var"]}, "name": NOTE_TEXT,
          "value": NOTE_TEXT}, ["kind", "name", "value"])]}
 
-MAX_AFTER = 1000  # upstream jobs of one job
+MAX_AFTER = 1_000_000  # upstream jobs of one job (an aggregate after every simulation)
 ATTEMPTS_LIMIT = {"type": "integer", "minimum": 1, "maximum": 1000}
 NEW_JOB = obj({
     "key": KEY, "payload": ANY, "stage": STAGE,
@@ -288,9 +288,12 @@ def _paths() -> dict[str, Any]:
                                              "lost": {"type": "integer"}})),
             "log_tail": nullable(TEXT), "log_tails": {"type": "object",
                                                       "additionalProperties": TEXT},
-            "after": array(NEIGHBOUR), "downstream": array(NEIGHBOUR),
+            "after": {**array(NEIGHBOUR), "description": "the first 100 upstream jobs"},
+            "after_total": {"type": "integer"},
+            "downstream": {**array(NEIGHBOUR), "description": "the first 100 downstream jobs"},
             "downstream_total": {"type": "integer"},
-            "blocked_by": {**array(TEXT), "description": "upstream keys not done yet"}})]}),
+            "blocked_by": {**array(TEXT), "description": "the first 100 upstream jobs not done "
+                                                         "yet"}})]}),
         params=[{"name": "key", "in": "path", "required": True, "schema": TEXT}])
     add("/boards/{name}/claim", "post", "Claim up to n jobs at a stage; they move to the "
         "next (odd) stage, leased to the worker",

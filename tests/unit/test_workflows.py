@@ -421,3 +421,26 @@ def test_bad_workflow_pushes_are_400s(client, body):
     auth = api_board(client)
     r = push(client, auth, body)
     assert r.status_code == 400 and r.json["message"]
+
+
+def test_an_aggregate_after_thousands_of_jobs_shows_the_first_hundred(client):
+    auth = api_board(client)
+    sims = [{"key": f"sim{i}"} for i in range(1500)]
+    r = push(client, auth, sims + [{"key": "aggregate", "after": [s["key"] for s in sims]}])
+    assert r.status_code == 200 and r.json["created"] == 1501
+    agg = job(client, auth, "aggregate")
+    assert agg["state"] == "blocked" and agg["after_total"] == 1500
+    assert len(agg["after"]) == len(agg["blocked_by"]) == 100
+    page = client.get("/boards/wf/jobs/aggregate", headers=auth)
+    assert page.status_code == 200 and "and 1400 more" in page.get_data(as_text=True)
+    r = push(client, auth, [{"key": "x", "after": "sim1"}])
+    assert r.status_code == 400 and "job 1 ('x')" in r.json["message"]
+
+
+def test_deleting_a_board_takes_its_dependencies_along(client):
+    auth = api_board(client)
+    push(client, auth, DIAMOND)
+    r = client.delete("/api/v1/boards/wf", headers=auth)
+    assert r.status_code == 200 and r.json["deleted_jobs"] == 4
+    with db.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM dependencies").scalar() == 0
