@@ -170,6 +170,7 @@ class Attempt(db.Model):
     error: Mapped[Optional[str]] = mapped_column(Text)
     log: Mapped[Optional[str]] = mapped_column(Text)  # stdout/stderr tail
     resources: Mapped[Optional[str]] = mapped_column(Text)  # JSON: last sample
+    allocation: Mapped[Optional[str]] = mapped_column(String(200))  # e.g. SLURM_JOB_ID
 
 
 class Worker(db.Model):
@@ -187,6 +188,50 @@ class Worker(db.Model):
     last_seen: Mapped[float] = mapped_column(Float)
     state: Mapped[str] = mapped_column(String(16), default=WorkerState.ALIVE.value)
     resources: Mapped[Optional[str]] = mapped_column(Text)  # JSON: last sample
+    allocation: Mapped[Optional[str]] = mapped_column(String(200))  # the batch job it runs in
+
+
+class AllocationState(str, enum.Enum):
+    PENDING = "pending"  # in the scheduler's queue
+    RUNNING = "running"
+    ENDED = "ended"
+
+
+class Allocation(db.Model):
+    """A batch allocation a pool asked a scheduler for, as the pool last
+    saw it (the scheduler is the truth; the pool reports it here)."""
+
+    __tablename__ = "allocations"
+
+    board_id: Mapped[int] = mapped_column(ForeignKey("boards.id", ondelete="CASCADE"),
+                                          primary_key=True)
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    pool: Mapped[Optional[str]] = mapped_column(String(200))
+    scheduler: Mapped[Optional[str]] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[Optional[str]] = mapped_column(Text)
+    nodes: Mapped[Optional[int]]
+    workers_per_node: Mapped[Optional[int]]
+    time_limit_s: Mapped[Optional[float]] = mapped_column(Float)
+    submitted_at: Mapped[float] = mapped_column(Float)
+    started_at: Mapped[Optional[float]] = mapped_column(Float)
+    ended_at: Mapped[Optional[float]] = mapped_column(Float)
+
+
+class Sample(db.Model):
+    """A running attempt's resources at one heartbeat: the resource log."""
+
+    __tablename__ = "samples"
+    __table_args__ = (Index("ix_samples_attempt", "attempt_id", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    attempt_id: Mapped[int] = mapped_column(ForeignKey("attempts.id", ondelete="CASCADE"))
+    at: Mapped[float] = mapped_column(Float)
+    host: Mapped[Optional[str]] = mapped_column(String(200))
+    allocation: Mapped[Optional[str]] = mapped_column(String(200))
+    cpu_percent: Mapped[Optional[float]] = mapped_column(Float)
+    rss_bytes: Mapped[Optional[int]] = mapped_column(BigInteger)
+    runtime_s: Mapped[Optional[float]] = mapped_column(Float)
 
 
 class Token(db.Model):

@@ -116,13 +116,24 @@ def job_detail(name: str, key: str):
     return jsonify(job)
 
 
+@bp.get("/boards/<name>/jobs/<path:key>/resources")
+def job_resources(name: str, key: str):
+    """A job's resource log (the samples its workers sent while it ran)."""
+    board = board_for_request(name)
+    samples = queries.job_resources(board.id, key)
+    if samples is None:
+        raise NotFound(f"no job {key!r} on board {name!r}")
+    return jsonify(samples=samples)
+
+
 @bp.post("/boards/<name>/claim")
 def claim(name: str):
     board = board_for_request(name)
     data = check_body(body_object(), "/boards/{name}/claim")
     got = lifecycle.claim(board.id, data["stage"], data.get("n", 1),
                           to_stage=data.get("to_stage"), worker=data["worker"],
-                          host=data.get("host"), pid=data.get("pid"), lease=True)
+                          host=data.get("host"), pid=data.get("pid"), lease=True,
+                          allocation=data.get("allocation"))
     return jsonify(jobs=[{"key": j.key, "payload": json.loads(j.payload), "stage": j.stage,
                           "attempt_id": j.attempt_id, "attempt": j.attempt} for j in got])
 

@@ -39,6 +39,10 @@ STATES = [s.value for s in Status]
 HEALTH = ["idle", "healthy", "attention", "stalled", "done", "failed"]
 MAX_CLAIM = 1000
 MAX_BATCH = 10_000  # attempts in one advance or release, ids in one heartbeat
+ALLOCATION_ID = {"type": "string", "pattern": r"^[A-Za-z0-9._:-]{1,200}$",
+                 "description": "the scheduler's id of a batch allocation (SLURM_JOB_ID)"}
+ALLOCATION_REF = {**ALLOCATION_ID, "description": "the batch allocation the worker runs in "
+                                                  "(SLURM_JOB_ID)"}
 MAX_RUNNING = {"type": "integer", "minimum": 0, "maximum": INT32_MAX,
                "description": "at most this many of the board's jobs running at once; "
                               "null: no cap"}
@@ -90,7 +94,16 @@ ADVANCE_ITEM = obj({
     "filename": nullable({"type": "string", "maxLength": 4096, "pattern": NO_NUL}),
     "log": nullable(TEXT)}, ["attempt_id"])
 
+ALLOCATION_BODY = obj({
+    "pool": NAME, "scheduler": {"type": "string", "enum": ["slurm", "local"]},
+    "state": {"type": "string", "enum": ["pending", "running", "ended"]},
+    "reason": nullable({"type": "string", "maxLength": 4000, "pattern": NO_NUL}),
+    "nodes": {"type": "integer", "minimum": 1, "maximum": 1_000_000},
+    "workers_per_node": {"type": "integer", "minimum": 1, "maximum": 100_000},
+    "time_limit_s": nullable({"type": "number", "minimum": 0, "maximum": 1e9})}, ["state"])
+
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
+    ("/boards/{name}/allocations/{allocation}", "put"): ALLOCATION_BODY,
     ("/boards", "post"): obj({
         "name": BOARD_NAME,
         "lifetimes": {**array(MINUTES, MAX_STAGE + 1), "minItems": 1,
@@ -119,8 +132,8 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
         "description": "a JSON array, or JSON lines (one job a line); gzip or zlib accepted"},
     ("/boards/{name}/claim", "post"): obj({
         "stage": STAGE, "n": {"type": "integer", "minimum": 1, "maximum": MAX_CLAIM},
-        "worker": NAME, "to_stage": STAGE, "host": nullable(NAME), "pid": nullable(INT32)},
-        ["stage", "worker"]),
+        "worker": NAME, "to_stage": STAGE, "host": nullable(NAME), "pid": nullable(INT32),
+        "allocation": nullable(ALLOCATION_REF)}, ["stage", "worker"]),
     ("/boards/{name}/advance", "post"): obj({"attempts": array(ADVANCE_ITEM, MAX_BATCH)},
                                             ["attempts"]),
     ("/boards/{name}/fail", "post"): obj({
@@ -131,6 +144,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("/boards/{name}/cancel", "post"): obj({"keys": nullable(array(KEY, MAX_BATCH))}),
     ("/boards/{name}/heartbeat", "post"): obj({
         "worker": NAME, "host": nullable(NAME), "pid": nullable(INT32),
+        "allocation": nullable(ALLOCATION_REF),
         "running": nullable(array(ID, MAX_BATCH)),
         "samples": nullable({"type": "object", "additionalProperties": {"type": "object"},
                              "description": "attempt id -> resource sample (other keys "
@@ -144,6 +158,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
                                           "message], @log=[message], @var=[name:value] lines"}),
         "resources": nullable({"type": "object"}), "stopped": nullable(BOOL)}, ["worker"]),
 }
+
 
 # The push loop validates a million jobs without a schema library; it
 # checks exactly these (tests/unit/test_contract.py holds them together).
@@ -180,6 +195,7 @@ JOB = obj({"key": TEXT, "stage": STAGE, "state": {"type": "string", "enum": STAT
            "flagged": BOOL, "entered_at": NUM, "filename": nullable(TEXT),
            "error": nullable(TEXT), "payload": ANY, "result": ANY})
 WORKER = obj({"name": TEXT, "host": nullable(TEXT), "pid": nullable({"type": "integer"}),
+              "allocation": nullable(TEXT),
               "state": {"type": "string", "enum": ["alive", "lost", "stopped"]},
               "first_seen": NUM, "last_seen": NUM, "running": {"type": "integer"},
               "resources": nullable({"type": "object"})})
@@ -312,6 +328,29 @@ def _paths() -> dict[str, Any]:
     add("/boards/{name}/heartbeat", "post", "A worker is alive: renews its leases, keeps "
         "output tails; answers attempts it must stop",
         _ok(obj({"cancelled": array(ID), "lost": array(ID)})))
+    allocation = obj({
+        "id": TEXT, "pool": nullable(TEXT), "scheduler": nullable(TEXT),
+        "state": {"type": "string", "enum": ["pending", "running", "ended"]},
+        "reason": nullable(TEXT), "nodes": nullable({"type": "integer"}),
+        "workers_per_node": nullable({"type": "integer"}), "time_limit_s": nullable(NUM),
+        "submitted_at": NUM, "started_at": nullable(NUM), "ended_at": nullable(NUM),
+        "workers": {"type": "integer", "description": "alive workers in it"},
+        "running": {"type": "integer", "description": "jobs they hold now"},
+        "lost_attempts": {"type": "integer", "description": "attempts lost with it"}})
+    add("/boards/{name}/allocations/{allocation}", "put", "A pool reports what its scheduler "
+        "says of one allocation (pending, running, ended)", _ok(allocation),
+        params=[{"name": "allocation", "in": "path", "required": True,
+                 "schema": ALLOCATION_ID}])
+    add("/boards/{name}/allocations", "get", "The board's allocations, newest first (at most "
+        "200), with their workers, jobs held and lost attempts",
+        _ok(obj({"allocations": array(allocation)})))
+    add("/boards/{name}/jobs/{key}/resources", "get", "A job's resource log: CPU, memory "
+        "and run time of its attempts over time",
+        _ok(obj({"samples": array(obj({
+            "attempt_id": ID, "stage": STAGE, "at": NUM, "host": nullable(TEXT),
+            "allocation": nullable(TEXT), "cpu_percent": nullable(NUM),
+            "rss_bytes": nullable({"type": "integer"}), "runtime_s": nullable(NUM)}))})),
+        params=[{"name": "key", "in": "path", "required": True, "schema": TEXT}])
     add("/boards/{name}/workers", "get", "The board's workers: alive or lost, last seen, "
         "last resources", _ok(obj({"workers": array(_ref("Worker"))})))
     return p

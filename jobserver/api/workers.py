@@ -1,6 +1,7 @@
 """Workers: heartbeats in, the fleet's health out."""
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import jsonify
@@ -9,8 +10,11 @@ from werkzeug.exceptions import BadRequest
 from .. import lifecycle, queries
 from . import bp
 from .auth import board_for_request
-from .openapi import MAX_NOTES
+from .openapi import ALLOCATION_ID, MAX_NOTES
 from .validate import body_object, check_body
+
+
+ALLOCATION_ID_RE = re.compile(ALLOCATION_ID["pattern"])
 
 
 def _by_attempt(mapping: dict | None, kind: type) -> dict[int, Any]:
@@ -31,7 +35,8 @@ def heartbeat(name: str):
         board.id, data["worker"], data.get("running") or [],
         _by_attempt(data.get("samples"), dict), host=data.get("host"), pid=data.get("pid"),
         resources=data.get("resources"), stopped=bool(data.get("stopped")),
-        logs=_by_attempt(data.get("logs"), str), notes=_notes(data.get("notes")))
+        logs=_by_attempt(data.get("logs"), str), notes=_notes(data.get("notes")),
+        allocation=data.get("allocation"))
     return jsonify(answer)
 
 
@@ -47,3 +52,20 @@ def _notes(mapping: dict | None) -> dict[int, list[dict[str, str]]]:
 def workers(name: str):
     board = board_for_request(name)
     return jsonify(workers=queries.list_workers(board.id))
+
+
+@bp.put("/boards/<name>/allocations/<allocation>")
+def report_allocation(name: str, allocation: str):
+    """A pool reports what its scheduler says of one of its allocations."""
+    board = board_for_request(name)
+    if not ALLOCATION_ID_RE.match(allocation):
+        raise BadRequest("an allocation id is 1 to 200 letters, digits, '.', '_', ':' or '-'")
+    data = check_body(body_object(), "/boards/{name}/allocations/{allocation}", "put")
+    lifecycle.report_allocation(board.id, allocation, data.pop("state"), **data)
+    return jsonify(queries.list_allocations(board.id, only=allocation)[0])
+
+
+@bp.get("/boards/<name>/allocations")
+def allocations(name: str):
+    board = board_for_request(name)
+    return jsonify(allocations=queries.list_allocations(board.id))

@@ -3,11 +3,12 @@
 Every public function here is one transaction: push, claim, update_job
 (the classic report), advance / fail / release / cancel / heartbeat (the
 API's worker side), sweep (flag, requeue, fail, lose silent workers),
-requeue_flagged, retry / set_priority (a person's hands), and the boards'
-settings, lifetimes and tokens.  Dependencies between jobs (deps) are
-checked at push and released inside the report that finishes a job.  Views,
-the CLI and the sweeper call these; nothing else writes job state.  After a commit the board is marked dirty so that the live
-emitter pushes one coalesced update.
+requeue_flagged, retry / set_priority (a person's hands), the boards'
+settings, lifetimes and tokens, and report_allocation (pools).
+Dependencies between jobs (deps) are checked at push and released inside
+the report that finishes a job.  Views, the CLI and the sweeper call these;
+nothing else writes job state.  After a commit the board is marked dirty so
+that the live emitter pushes one coalesced update.
 
 History: every claim is an ``attempts`` row (who, from when, until when,
 how it ended), so claims and the reports that end them need no event row;
@@ -30,6 +31,7 @@ from .common import (BOARDS, BoardRef, ClaimedJob, Conflict, LifecycleError, New
                      SweepResult, UnknownStage)
 from .deps import Extras
 from .jobs import PushResult, claim, push, push_jobs, update_job
+from .pools import report_allocation
 from .retry import retry, set_priority
 from .sweep import requeue_flagged, sweep
 
@@ -38,6 +40,6 @@ __all__ = [
     "LifecycleError", "NewJob", "NotFound", "PushResult", "SweepResult", "UnknownStage", "advance", "board_by_name", "board_for_token",
     "board_settings", "cancel", "claim", "classic_board_name", "create_board", "delete_board",
     "ensure_board", "fail", "find_board", "heartbeat", "issue_token", "lifetimes", "list_tokens",
-    "push", "push_jobs", "release", "retry", "set_priority", "rename_guessable_boards", "requeue_flagged", "revoke_token", "set_board_options", "set_lifetime",
+    "push", "push_jobs", "release", "report_allocation", "retry", "set_priority", "rename_guessable_boards", "requeue_flagged", "revoke_token", "set_board_options", "set_lifetime",
     "set_lifetimes_if_unset", "set_stage_name", "sweep", "update_job",
 ]

@@ -22,6 +22,7 @@ from .common import (ACTIVE, ATTEMPTS, BOARDS, JOBS, WORKERS, _LAST_STAGE, _NEW_
 from . import deps
 from .counters import Tally
 from .jobs import touch_worker
+from .pools import record_samples
 
 MAX_ERROR = 4000  # characters of error text kept
 MAX_LOG = 16000  # characters of log tail kept
@@ -266,25 +267,28 @@ def heartbeat(board_id: int, worker: str, running: Sequence[int] = (),
               samples: dict[int, dict[str, Any]] | None = None, host: str | None = None,
               pid: int | None = None, resources: dict[str, Any] | None = None,
               stopped: bool = False, logs: dict[int, str] | None = None,
-              notes: dict[int, list[dict[str, str]]] | None = None) -> dict[str, list[int]]:
+              notes: dict[int, list[dict[str, str]]] | None = None,
+              allocation: str | None = None) -> dict[str, list[int]]:
     """A worker says it is alive: its leased jobs' lifetimes start again now.
     Answers which of its ``running`` attempts it must stop: ``cancelled``
     (the job was cancelled) and ``lost`` (the attempt ended without it,
     e.g. requeued after a silence).  ``logs``: the output tails of running
     attempts, kept with them so that a page shows them while the job runs.
     ``notes``: what running jobs wrote as @event/@log/@var lines, kept as
-    their jobs' events."""
+    their jobs' events.  ``samples`` also go to the resource log, with the
+    ``allocation`` (batch job) the worker runs in."""
     now = time.time()
     samples = samples or {}
     with write_transaction(_engine()) as conn:
         touch_worker(conn, board_id, worker, now, host=host, pid=pid,
-                     resources=json.dumps(resources) if resources else None)
+                     resources=json.dumps(resources) if resources else None,
+                     allocation=allocation)
         conn.execute(_KEEP_ALIVE, {"b": board_id, "w": worker, "now": now})
         if stopped:  # a clean exit: not to be reported lost later
             conn.execute(update(WORKERS).where(WORKERS.c.board_id == board_id,
                                                WORKERS.c.name == worker)
                          .values(state=WorkerState.STOPPED.value))
-        asked = set(running) | set(logs or ()) | set(notes or ())
+        asked = set(running) | set(logs or ()) | set(notes or ()) | set(samples)
         found = _open_attempts(conn, board_id, asked) if asked else {}
         tails = [{"attempt": a, "tail": _text(t, MAX_LOG)} for a, t in (logs or {}).items()
                  if a in found and found[a].worker == worker]
@@ -297,11 +301,11 @@ def heartbeat(board_id: int, worker: str, running: Sequence[int] = (),
                   for n in ns]
         if events:
             conn.execute(_NEW_EVENT, events)
+        samples = {a: s for a, s in samples.items() if a in found and found[a].worker == worker}
         if samples:
-            rows = [{"attempt": a, "sample": json.dumps(s)} for a, s in samples.items()
-                    if a in found]
-            if rows:
-                conn.execute(update(ATTEMPTS).where(ATTEMPTS.c.id == bindparam("attempt"))
-                             .values(resources=bindparam("sample")), rows)
+            conn.execute(update(ATTEMPTS).where(ATTEMPTS.c.id == bindparam("attempt"))
+                         .values(resources=bindparam("sample")),
+                         [{"attempt": a, "sample": json.dumps(s)} for a, s in samples.items()])
+            record_samples(conn, samples, allocation, now)
     return {"cancelled": [a for a in running if a in found and found[a].state != ACTIVE],
             "lost": [a for a in running if a not in found]}

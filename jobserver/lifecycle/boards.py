@@ -277,7 +277,7 @@ def delete_board(board_id: int) -> int:
     hold the database (or an eventlet hub) for seconds; a delete cut short
     leaves a smaller, consistent board, and deleting again finishes it."""
     from ..extensions import socketio
-    from .common import ATTEMPTS, EVENTS, JOBS, WORKERS
+    from .common import ALLOCATIONS, ATTEMPTS, DEPS, EVENTS, JOBS, SAMPLES, WORKERS
     from .counters import COUNTS, THROUGHPUT, Tally
 
     deleted = 0
@@ -290,8 +290,12 @@ def delete_board(board_id: int) -> int:
                 break
             # children first: the same on SQLite and PostgreSQL, with or
             # without the foreign keys' ON DELETE CASCADE being enforced
+            conn.execute(delete(SAMPLES).where(SAMPLES.c.attempt_id.in_(
+                select(ATTEMPTS.c.id).where(ATTEMPTS.c.job_id.in_(ids)))))
             conn.execute(delete(ATTEMPTS).where(ATTEMPTS.c.job_id.in_(ids)))
             conn.execute(delete(EVENTS).where(EVENTS.c.job_id.in_(ids)))
+            conn.execute(delete(DEPS).where(DEPS.c.job_id.in_(ids)))
+            conn.execute(delete(DEPS).where(DEPS.c.upstream_id.in_(ids)))
             gone = conn.execute(delete(JOBS).where(JOBS.c.id.in_(ids))
                                 .returning(JOBS.c.stage, JOBS.c.state)).all()
             tally = Tally()
@@ -301,7 +305,8 @@ def delete_board(board_id: int) -> int:
             deleted += len(gone)
         socketio.sleep(0)
     with write_transaction(_engine()) as conn:
-        for table in (ATTEMPTS, EVENTS, WORKERS, TOKENS, STAGES, COUNTS, THROUGHPUT):
+        for table in (ATTEMPTS, EVENTS, WORKERS, TOKENS, STAGES, COUNTS, THROUGHPUT,
+                      ALLOCATIONS):
             conn.execute(delete(table).where(table.c.board_id == board_id))
         conn.execute(delete(BOARDS).where(BOARDS.c.id == board_id))
     current_app.extensions.get("jobserver_boards", {}).clear()

@@ -9,7 +9,8 @@ from sqlalchemy import Connection, bindparam, func, or_, select, update
 
 from ..extensions import db
 from ..limits import MAX_STAGE
-from ..models import Attempt, Board, Event, EventKind, Job, JobState, Stage, Token, Worker
+from ..models import (Allocation, Attempt, Board, Dependency, Event, EventKind, Job, JobState,
+                      Sample, Stage, Token, Worker)
 
 JOBS = Job.__table__
 ATTEMPTS = Attempt.__table__
@@ -18,6 +19,9 @@ STAGES = Stage.__table__
 BOARDS = Board.__table__
 WORKERS = Worker.__table__
 TOKENS = Token.__table__
+DEPS = Dependency.__table__
+ALLOCATIONS = Allocation.__table__
+SAMPLES = Sample.__table__
 
 ACTIVE = JobState.ACTIVE.value
 

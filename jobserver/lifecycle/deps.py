@@ -17,11 +17,10 @@ from typing import Any, Iterable, Sequence
 from sqlalchemy import Connection, bindparam, select, update
 
 from ..dialect import insert_rows_ignore
-from ..models import Dependency, JobState
-from .common import ACTIVE, JOBS, LifecycleError
+from ..models import JobState
+from .common import ACTIVE, DEPS, JOBS, LifecycleError
 from .counters import Tally
 
-DEPS = Dependency.__table__
 BLOCKED = JobState.BLOCKED.value
 LOOKUP_CHUNK = 500  # keys per IN (...) list
 SHOWN_KEYS = 20  # offending keys named in an error message

@@ -277,7 +277,8 @@ def _write_workflow(board_id: int, jobs: list, extras: dict[str, Extras], plan: 
 
 def claim(board_id: int, stage: int, n: int = 1, to_stage: int | None = None,
           worker: str | None = None, host: str | None = None,
-          lease: bool = False, pid: int | None = None) -> list[ClaimedJob]:
+          lease: bool = False, pid: int | None = None,
+          allocation: str | None = None) -> list[ClaimedJob]:
     """Atomically take up to n waiting jobs at ``stage`` (highest priority,
     then oldest, first) and move them to ``to_stage`` (default stage + 1):
     one UPDATE ... RETURNING.  On a board with max_running, fewer: never
@@ -291,7 +292,7 @@ def claim(board_id: int, stage: int, n: int = 1, to_stage: int | None = None,
     with write_transaction(_engine()) as conn:
         n = _free_slots(conn, board_id, n)
         if lease and worker:
-            touch_worker(conn, board_id, worker, now, host=host, pid=pid)
+            touch_worker(conn, board_id, worker, now, host=host, pid=pid, allocation=allocation)
         rows = conn.execute(_CLAIM, {"b": board_id, "from_stage": stage, "n": n, "to_stage": to,
                                      "top": max(stage, to), "now": now,
                                      "hb": now if lease else None}).all() if n else []
@@ -302,7 +303,7 @@ def claim(board_id: int, stage: int, n: int = 1, to_stage: int | None = None,
         rows.sort(key=lambda r: (-r.priority, r.id))
         attempts = [{"job_id": r.id, "board_id": board_id, "stage": stage, "worker": worker,
                      "host": host, "started_at": now, "ended_at": None,
-                     "outcome": Outcome.RUNNING.value}
+                     "outcome": Outcome.RUNNING.value, "allocation": allocation}
                     for r in rows]
         tally = Tally()
         tally.move(board_id, len(rows), (stage, ACTIVE), (to, ACTIVE))
@@ -357,6 +358,7 @@ _TOUCH_WORKER = (
     .where(WORKERS.c.board_id == bindparam("b"), WORKERS.c.name == bindparam("w"))
     .values(last_seen=bindparam("now"), state=WorkerState.ALIVE.value,
             host=func.coalesce(bindparam("new_host"), WORKERS.c.host),
+            allocation=func.coalesce(bindparam("new_allocation"), WORKERS.c.allocation),
             pid=func.coalesce(bindparam("new_pid"), WORKERS.c.pid),
             resources=func.coalesce(bindparam("new_resources"), WORKERS.c.resources))
 )
@@ -364,11 +366,13 @@ _TOUCH_WORKER = (
 
 def touch_worker(conn: Connection, board_id: int, name: str, now: float,
                  host: str | None = None, pid: int | None = None,
-                 resources: str | None = None) -> None:
+                 resources: str | None = None, allocation: str | None = None) -> None:
     """Record that a worker is alive now (created on first sight)."""
     n = conn.execute(_TOUCH_WORKER, {"b": board_id, "w": name, "now": now, "new_host": host,
-                                     "new_pid": pid, "new_resources": resources}).rowcount
+                                     "new_pid": pid, "new_resources": resources,
+                                     "new_allocation": allocation}).rowcount
     if not n:
         conn.execute(insert_ignore(WORKERS, ["board_id", "name"], _dialect()).values(
             board_id=board_id, name=name, first_seen=now, last_seen=now,
-            state=WorkerState.ALIVE.value, host=host, pid=pid, resources=resources))
+            state=WorkerState.ALIVE.value, host=host, pid=pid, resources=resources,
+            allocation=allocation))
