@@ -2,7 +2,13 @@
 the pages refresh with.  Views only parse, call insights, and render."""
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, jsonify, render_template, request
+import csv
+import io
+import re
+from datetime import datetime, timezone
+from typing import Any, Iterable, Iterator
+
+from flask import Blueprint, Response, abort, current_app, jsonify, render_template, request
 from werkzeug.exceptions import BadRequest
 
 from . import access, insights, lifecycle, queries
@@ -17,6 +23,20 @@ def pct(value) -> str:
     """A percentage as every page prints it, here and in live.js's pct():
     one decimal, so a live update never changes how the same figure reads."""
     return f"{float(value or 0):.1f}"
+
+
+@bp.app_template_filter("duration")
+def duration(seconds) -> str:
+    """A span as the pools table prints it, here and in dashboard.js's
+    fmtDuration(): '45 s', '12 min 5 s', '3 h 20 min'."""
+    if seconds is None:
+        return ""
+    s = max(int(round(float(seconds))), 0)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60} s" if s % 60 else f"{s // 60} min"
+    return f"{s // 3600} h {s % 3600 // 60} min" if s % 3600 // 60 else f"{s // 3600} h"
 
 
 def _board(name: str) -> lifecycle.BoardRef:
@@ -77,3 +97,38 @@ def lifetimes_page(name: str):
     settings = lifecycle.board_settings(board.id)
     return render_template("lifetimes.html", board=board, settings=settings,
                            stages=settings["stages"])
+
+
+@bp.get("/boards/<name>/jobs/<path:key>/resources.csv")
+def job_resources_csv(name: str, key: str):
+    """A job's resource log as a CSV download (the samples its workers sent
+    with their heartbeats, oldest first)."""
+    board = _board(name)
+    samples = queries.job_resources(board.id, key)
+    if samples is None:
+        abort(404, f"no job {key!r} on board {name!r}")
+    filename = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{name}-{key}")[:150] + "-resources.csv"
+    return Response(_csv(samples), mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet would evaluate
+
+
+def _csv(samples: Iterable[dict[str, Any]]) -> Iterator[str]:
+    """The resource log's lines: times in ISO 8601 (UTC); a text cell a
+    spreadsheet would read as a formula is quoted with a leading '."""
+    buf = io.StringIO()
+    out = csv.writer(buf, lineterminator="\n")
+    out.writerow(queries.RESOURCE_COLUMNS)
+    for s in samples:
+        row = dict(s, at=datetime.fromtimestamp(s["at"], timezone.utc).isoformat(
+            timespec="milliseconds"))
+        for text in ("host", "allocation"):
+            if isinstance(row[text], str) and row[text][:1] in FORMULA_STARTS:
+                row[text] = "'" + row[text]
+        out.writerow(["" if row[c] is None else row[c] for c in queries.RESOURCE_COLUMNS])
+        yield buf.getvalue()
+        buf.seek(0)
+        buf.truncate()
+    yield buf.getvalue()

@@ -115,12 +115,12 @@
     var body = document.querySelector('#workers tbody');
     body.textContent = '';
     if (!d.workers.length) {
-      var tr = el('tr'); var td = cell(tr, 'no API workers yet'); td.colSpan = 7; body.appendChild(tr);
+      var tr = el('tr'); var td = cell(tr, 'no API workers yet'); td.colSpan = 8; body.appendChild(tr);
     }
     d.workers.forEach(function (w) {
       var tr = el('tr', undefined, w.state);
       tr.setAttribute('data-worker', w.name);
-      cell(tr, w.name); cell(tr, w.host || '');
+      cell(tr, w.name); cell(tr, w.host || ''); cell(tr, w.allocation || '', 'allocation');
       var st = cell(tr); var b = el('span', w.state, 'badge');
       b.setAttribute('data-health', w.state === 'lost' ? 'attention' : (w.state === 'alive' ? 'healthy' : 'idle')); st.appendChild(b);
       cell(tr, w.running);
@@ -128,6 +128,49 @@
       cell(tr, r.cpu_percent !== undefined ? r.cpu_percent + '%' : '');
       cell(tr, J.fmtBytes(r.worker_rss_bytes));
       cell(tr, ago(w.last_seen));
+      body.appendChild(tr);
+    });
+  }
+
+  var ALLOCATION_LOOKS = { pending: 'stalled', running: 'running' };
+
+  /* The pools card: hidden until the board has an allocation (a pool may
+     start after the page was opened). */
+  function renderPools(d) {
+    var card = document.getElementById('pools');
+    var p = d.pools;
+    card.hidden = !p;
+    if (!p) return;
+    setText('pools-pending', p.pending); setText('pools-running', p.running);
+    setText('pools-ended', p.ended);
+    setText('pools-shown', p.total > p.allocations.length
+      ? 'the ' + p.allocations.length + ' most recent of ' + p.total : '');
+    var body = document.querySelector('#allocations tbody');
+    body.textContent = '';
+    p.allocations.forEach(function (a) {
+      var tr = el('tr', undefined, 'alloc-' + a.state + (a.lost_jobs ? ' lost-jobs' : ''));
+      tr.setAttribute('data-allocation', a.id);
+      cell(tr, a.id);
+      var pool = cell(tr, (a.pool || '') + ' ');
+      if (a.scheduler) pool.appendChild(el('small', a.scheduler));
+      var st = cell(tr);
+      var b = el('span', a.state, 'badge');
+      b.setAttribute('data-health', ALLOCATION_LOOKS[a.state] || 'idle');
+      st.appendChild(b);
+      if (a.reason) { st.appendChild(document.createTextNode(' ')); st.appendChild(el('small', a.reason, 'reason')); }
+      cell(tr, (a.nodes || '?') + ' × ' + (a.workers_per_node || '?'));
+      cell(tr, a.workers); cell(tr, a.running);
+      cell(tr, a.lost_text || '0', 'lost-cell');
+      [a.submitted_at, a.started_at, a.ended_at].forEach(function (t) {
+        J.fillClock(cell(tr, undefined, 'clock'), t);
+      });
+      // measured here, so a running allocation's time is right at every update
+      var run = cell(tr, a.started_at === null ? ''
+        : J.fmtDuration((a.ended_at || Date.now() / 1000) - a.started_at));
+      if (a.time_limit_s) {
+        run.appendChild(document.createTextNode(' '));
+        run.appendChild(el('small', (a.started_at === null ? 'limit ' : 'of ') + J.fmtDuration(a.time_limit_s)));
+      }
       body.appendChild(tr);
     });
   }
@@ -154,7 +197,8 @@
   }
 
   function render(board, d) {
-    renderKpis(d); renderFunnel(d); renderChart(d); renderWorkers(d); renderProblems(board, d);
+    renderKpis(d); renderFunnel(d); renderChart(d); renderPools(d); renderWorkers(d);
+    renderProblems(board, d);
   }
 
   window.jobserverBoard = function () {

@@ -142,8 +142,31 @@
     return b.toFixed(i ? 1 : 0) + ' ' + units[i];
   }
 
+  /* A time of day in a narrow column (the pools table): the date and how
+     long ago in its tooltip. */
+  function fillClock(c, t) {
+    t = parseFloat(t);
+    if (!t) { c.textContent = ''; c.removeAttribute('title'); return; }
+    var d = new Date(t * 1000);
+    c.textContent = d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit',
+                                               hour12: false });
+    c.title = d.toLocaleString() + ' (' + fmtTime(t).replace(/^.*\(/, '');
+  }
+
+  function fmtDuration(sec) {
+    if (sec === null || sec === undefined || sec === '') return '';
+    var s = Math.max(0, Math.round(Number(sec)));
+    if (s < 60) return s + ' s';
+    if (s < 3600) return Math.floor(s / 60) + ' min' + (s % 60 ? ' ' + s % 60 + ' s' : '');
+    var m = Math.floor(s % 3600 / 60);
+    return Math.floor(s / 3600) + ' h' + (m ? ' ' + m + ' min' : '');
+  }
+
   function fillStatic(root) {
     fillTimes(root);
+    (root || document).querySelectorAll('.clock[data-t]').forEach(function (c) {
+      fillClock(c, c.getAttribute('data-t'));
+    });
     (root || document).querySelectorAll('.bytes[data-b]').forEach(function (c) {
       c.textContent = fmtBytes(c.getAttribute('data-b'));
     });
@@ -153,6 +176,7 @@
   }
 
   window.jobserver = { el: el, pct: pct, fmtTime: fmtTime, fmtEta: fmtEta, fmtBytes: fmtBytes,
+                       fmtDuration: fmtDuration, fillClock: fillClock,
                        connect: connect, fillStatic: fillStatic };
 
   window.jobserverStatic = function () {

@@ -182,3 +182,157 @@ def test_settings_page_shows_the_cap(app, client):
     lifecycle.set_board_options(b.id, max_running=None)
     assert 'placeholder="no limit" value=""' in client.get("/boards/cap/lifetimes").text
     assert insights.live_payload(b.id)["max_running"] is None
+
+
+# ------------------------------------------------------------------ pools
+
+def pool_board(client, lifetimes=(0, 5, 0), max_attempts=2):
+    from tests.conftest import ADMIN
+
+    r = client.post("/api/v1/boards", headers=ADMIN, json={
+        "name": "hpc", "lifetimes": list(lifetimes), "max_attempts": max_attempts})
+    assert r.status_code == 201, r.json
+    auth = {"Authorization": f"Bearer {r.json['token']}"}
+    assert client.post("/api/v1/boards/hpc/jobs", headers=auth,
+                       json=[{"key": k} for k in ("a", "b", "c", "d/e")]).status_code == 200
+    return auth
+
+
+def run_in(client, auth, worker, allocation, n, samples=()):
+    """A worker of an allocation claims n jobs and sends its heartbeats."""
+    got = client.post("/api/v1/boards/hpc/claim", headers=auth, json={
+        "stage": 0, "n": n, "worker": worker, "allocation": allocation,
+        "host": f"node-{allocation}"}).json["jobs"]
+    for cpu, rss in samples:
+        r = client.post("/api/v1/boards/hpc/heartbeat", headers=auth, json={
+            "worker": worker, "allocation": allocation, "running": [j["attempt_id"] for j in got],
+            "samples": {str(j["attempt_id"]): {"host": f"node-{allocation}", "pid": 9,
+                                               "cpu_percent": cpu, "rss_bytes": rss,
+                                               "runtime_s": 2.0} for j in got}})
+        assert r.status_code == 200
+    return got
+
+
+def test_resource_log_csv(client):
+    import csv
+    import io
+
+    auth = pool_board(client)
+    (a,) = run_in(client, auth, "w1", "4242", 1, samples=[(95.5, 1_000_000), (180.0, 2_500_000)])
+    r = client.get(f"/boards/hpc/jobs/{a['key']}/resources.csv")
+    assert r.status_code == 200
+    assert r.mimetype == "text/csv" and r.headers["Content-Type"] == "text/csv; charset=utf-8"
+    assert r.headers["Content-Disposition"] == 'attachment; filename="hpc-a-resources.csv"'
+    rows = list(csv.reader(io.StringIO(r.text)))
+    assert rows[0] == ["attempt_id", "stage", "at", "host", "allocation", "cpu_percent",
+                       "rss_bytes", "runtime_s"]
+    assert [row[:2] + row[3:] for row in rows[1:]] == [
+        [str(a["attempt_id"]), "0", "node-4242", "4242", "95.5", "1000000", "2.0"],
+        [str(a["attempt_id"]), "0", "node-4242", "4242", "180.0", "2500000", "2.0"]]
+    assert rows[1][2].endswith("+00:00") and rows[1][2][10] == "T"  # ISO 8601, UTC
+    # a job without samples: the header alone; a key with a slash; unknown jobs and boards
+    r = client.get("/boards/hpc/jobs/d/e/resources.csv")
+    assert r.status_code == 200 and r.text == ",".join(rows[0]) + "\n"
+    assert 'filename="hpc-d_e-resources.csv"' in r.headers["Content-Disposition"]
+    assert client.get("/boards/hpc/jobs/nope/resources.csv").status_code == 404
+    assert client.get("/boards/nope/jobs/a/resources.csv").status_code == 404
+    # the job page links it and sums the samples up
+    page = client.get("/boards/hpc/jobs/a").text
+    assert 'href="/boards/hpc/jobs/a/resources.csv"' in page
+    assert 'id="peak-cpu">180.0%<' in page and 'data-b="2500000"' in page
+    assert 'id="sample-count">2<' in page
+    assert '<td class="allocation">4242</td><td>node-4242</td>' in page
+    assert "no resource samples yet" in client.get("/boards/hpc/jobs/b").text
+
+
+def test_resource_log_cells_are_no_formulas(client):
+    auth = pool_board(client)
+    got = client.post("/api/v1/boards/hpc/claim", headers=auth,
+                      json={"stage": 0, "worker": "w"}).json["jobs"]
+    client.post("/api/v1/boards/hpc/heartbeat", headers=auth, json={
+        "worker": "w", "running": [got[0]["attempt_id"]],
+        "samples": {str(got[0]["attempt_id"]): {"host": "=cmd|' /C calc'!A0"}}})
+    line = client.get("/boards/hpc/jobs/a/resources.csv").text.splitlines()[1]
+    assert "'=cmd" in line and ",=cmd" not in line
+
+
+def test_resource_log_needs_the_viewer_password(tmp_path):
+    app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'v.sqlite'}", "SWEEP_MODE": "off",
+                      "VIEW_PASSWORD": "pw"})
+    with app.app_context():
+        b = lifecycle.create_board("hpc", [0, 5, 0])
+        lifecycle.push(b.id, [NewJob("a", "{}", 0)])
+    c = app.test_client()
+    assert c.get("/boards/hpc/jobs/a/resources.csv").status_code == 401
+    assert c.get("/boards/hpc/jobs/a/resources.csv",
+                 headers={"Authorization": "Basic dTp3cm9uZw=="}).status_code == 401  # u:wrong
+    ok = c.get("/boards/hpc/jobs/a/resources.csv", headers={"Authorization": "Basic dTpwdw=="})
+    assert ok.status_code == 200 and ok.text.startswith("attempt_id,")
+
+
+def test_pools_card(client):
+    import time
+
+    auth = pool_board(client, lifetimes=(0, 1, 0))
+    page = client.get("/boards/hpc").text
+    assert '<section class="card" id="pools" hidden>' in page  # no allocation yet
+    assert insights.live_payload(lifecycle.board_by_name("hpc").id)["pools"] is None
+
+    def report(alloc, **body):
+        r = client.put(f"/api/v1/boards/hpc/allocations/{alloc}", headers=auth, json=body)
+        assert r.status_code == 200, r.json
+
+    report("101", pool="sims", scheduler="slurm", state="running", nodes=2,
+           workers_per_node=4, time_limit_s=3600)
+    report("102", pool="sims", scheduler="slurm", state="running", nodes=1,
+           workers_per_node=2, time_limit_s=3600)
+    report("103", pool="sims", scheduler="slurm", state="pending", reason="Priority", nodes=1,
+           workers_per_node=2)
+    run_in(client, auth, "w101", "101", 3)
+    (done,) = run_in(client, auth, "w102", "102", 1)
+    board = lifecycle.board_by_name("hpc")
+    held = {a["id"]: (a["workers"], a["running"]) for a in insights.pools(board.id)["allocations"]}
+    assert held == {"101": (1, 3), "102": (1, 1), "103": (0, 0)}
+    # 102's job is done; 101 is killed at its time limit: its worker falls
+    # silent and the sweep requeues its three jobs
+    lifecycle.advance(board.id, [Advance(done["attempt_id"])])
+    assert lifecycle.sweep(board.id, now=time.time() + 90, lost_after=3600).requeued == 3
+    report("101", state="ended", reason="TIMEOUT")
+
+    p = insights.pools(board.id)
+    assert (p["pending"], p["running"], p["ended"], p["total"]) == (1, 1, 1, 3)
+    by_id = {a["id"]: a for a in p["allocations"]}
+    assert by_id["101"]["lost_text"] == "3 jobs lost → requeued"
+    assert by_id["101"]["run_s"] is not None and by_id["103"]["run_s"] is None
+    assert by_id["102"]["lost_text"] == "" and by_id["102"]["workers"] == 1
+
+    page = client.get("/boards/hpc").text
+    assert '<section class="card" id="pools" >' in page
+    assert 'id="pools-pending">1<' in page and 'id="pools-running">1<' in page
+    assert 'id="pools-ended">1<' in page
+    row = page.split('data-allocation="101"')[1].split("</tr>")[0]
+    assert "ended</span> <small class=\"reason\">TIMEOUT</small>" in row
+    assert "<td>2 × 4</td>" in row and '<td class="lost-cell">3 jobs lost → requeued</td>' in row
+    assert "of 1 h" in row
+    assert 'class="alloc-ended lost-jobs"' in page and 'class="alloc-running"' in page
+    assert page.split('data-allocation="102"')[1].split("</tr>")[0].count(
+        '<td class="lost-cell">0</td>') == 1
+    pending = page.split('data-allocation="103"')[1].split("</tr>")[0]
+    assert '<small class="reason">Priority</small>' in pending
+    assert "<th>host</th><th>allocation</th>" in page
+    assert [w["allocation"] for w in insights.live_payload(board.id)["workers"]] == ["101", "102"]
+
+
+def test_lost_jobs_out_of_attempts_say_failed(client):
+    import time
+
+    auth = pool_board(client, lifetimes=(0, 1, 0), max_attempts=1)
+    client.put("/api/v1/boards/hpc/allocations/7", headers=auth,
+               json={"pool": "p", "scheduler": "slurm", "state": "running"})
+    run_in(client, auth, "w7", "7", 2)
+    board = lifecycle.board_by_name("hpc")
+    assert lifecycle.sweep(board.id, now=time.time() + 90).failed == 2
+    (a,) = insights.pools(board.id)["allocations"]
+    assert (a["lost_jobs"], a["lost_failed"]) == (2, 2)
+    assert a["lost_text"] == "2 jobs lost → failed (no attempts left)"
+    assert insights._lost_text(3, 1) == "3 jobs lost → 2 requeued, 1 failed (no attempts left)"
