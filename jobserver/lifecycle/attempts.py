@@ -52,7 +52,7 @@ _OPEN_ATTEMPTS = (
     select(ATTEMPTS.c.id, ATTEMPTS.c.job_id, ATTEMPTS.c.stage, ATTEMPTS.c.worker,
            ATTEMPTS.c.board_id, ATTEMPTS.c.ended_at,
            JOBS.c.key, JOBS.c.state, JOBS.c.attempts, JOBS.c.stage.label("job_stage"),
-           JOBS.c.max_attempts.label("job_max_attempts"))
+           JOBS.c.max_attempts.label("job_max_attempts"), ATTEMPTS.c.allocation)
     .join(JOBS, JOBS.c.id == ATTEMPTS.c.job_id)
     .where(ATTEMPTS.c.id.in_(bindparam("ids", expanding=True)))
     # the jobs too: a cancel committing in between must not be counted twice
@@ -306,6 +306,7 @@ def heartbeat(board_id: int, worker: str, running: Sequence[int] = (),
             conn.execute(update(ATTEMPTS).where(ATTEMPTS.c.id == bindparam("attempt"))
                          .values(resources=bindparam("sample")),
                          [{"attempt": a, "sample": json.dumps(s)} for a, s in samples.items()])
-            record_samples(conn, samples, allocation, now)
+            record_samples(conn, samples, {a: allocation or found[a].allocation
+                                           for a in samples}, now)
     return {"cancelled": [a for a in running if a in found and found[a].state != ACTIVE],
             "lost": [a for a in running if a not in found]}

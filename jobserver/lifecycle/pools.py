@@ -53,15 +53,16 @@ def _number(value: Any) -> float | None:
 
 
 def record_samples(conn: Connection, samples: dict[int, dict[str, Any]],
-                   allocation: str | None, now: float) -> None:
+                   allocations: dict[int, str | None], now: float) -> None:
     """Append running attempts' resource samples to the resource log (in the
     heartbeat's transaction; ``samples``: attempt id -> the worker's sample,
-    for attempts known to be this worker's)."""
+    for attempts known to be this worker's; ``allocations``: attempt id ->
+    the allocation it runs in)."""
     rows = []
     for attempt, s in samples.items():
         host = s.get("host")
         rss = _number(s.get("rss_bytes"))
-        rows.append({"attempt_id": attempt, "at": now, "allocation": allocation,
+        rows.append({"attempt_id": attempt, "at": now, "allocation": allocations.get(attempt),
                      "host": host[:MAX_TEXT] if isinstance(host, str) else None,
                      "cpu_percent": _number(s.get("cpu_percent")),
                      "rss_bytes": None if rss is None else int(rss),

@@ -31,7 +31,8 @@ def test_attempts_workers_and_samples_carry_the_allocation(client):
     a = got[0]["attempt_id"]
     for cpu, rss in ((95.5, 1_000_000), (180.0, 2_500_000)):
         r = client.post("/api/v1/boards/hpc/heartbeat", headers=auth, json={
-            "worker": "node1-w0", "allocation": "4242", "running": [a],
+            # the second says nothing of its allocation: the attempt's is kept
+            "worker": "node1-w0", "allocation": "4242" if cpu < 100 else None, "running": [a],
             "samples": {str(a): {"host": "node1", "pid": 7, "cpu_percent": cpu,
                                  "rss_bytes": rss, "runtime_s": 1.5}}})
         assert r.status_code == 200
