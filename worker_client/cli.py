@@ -1,5 +1,5 @@
 """`jobworker`: run commands for a board's jobs; push, submit, status,
-watch, job, workers, cancel, retry, priority.
+watch, job, resources, workers, cancel, retry, priority.
 
 Every option has an environment fallback: JOBSERVER_URL, JOBSERVER_BOARD,
 JOBSERVER_TOKEN (and JOBSERVER_JOBIX for the classic protocol).
@@ -134,6 +134,10 @@ Exit status:
               help="With nothing left to claim, wait up to SECONDS for jobs held by lost "
                    "workers to come back to --stage, and run them [default: their stage's "
                    "lifetime plus a minute, at most 30 min; 0: do not wait].")
+@click.option("--idle-exit", type=click.FloatRange(0), default=None, metavar="SECONDS",
+              help="Keep looking for work (as --continuous, also for jobs blocked or held by "
+                   "lost workers) and leave after SECONDS without any: a worker in a batch "
+                   "allocation frees its node (`jobworker pool` starts workers with 60).")
 @click.option("--max-jobs", type=click.IntRange(1), default=None, help="Stop after this many.")
 @click.option("--timeout", type=float, default=None, help="Seconds a command may run.")
 @click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -148,8 +152,8 @@ Exit status:
 @click.pass_context
 @_fail_cleanly
 def run(ctx: click.Context, stage: int, to_stage: int | None, parallel: int, batch: int | None,
-        continuous: bool, wait_orphans: float | None, max_jobs: int | None,
-        timeout: float | None,
+        continuous: bool, wait_orphans: float | None, idle_exit: float | None,
+        max_jobs: int | None, timeout: float | None,
         output_dir: Path | None, tee: bool, classic: bool, jobix: int | None,
         command: tuple[str, ...]) -> None:
     """Run COMMAND once per job: `jobworker run --stage 0 -- ./sim {payload[input]}`;
@@ -168,7 +172,11 @@ def run(ctx: click.Context, stage: int, to_stage: int | None, parallel: int, bat
     Output lines @event=[NAME:message], @log=[message] and @var=[name:value]
     become the job's events while it runs; on success its vars are the
     fields of its result.  SIGTERM/SIGINT: finish running jobs and exit; a second signal stops them
-    and gives them back.  This command waits out server outages
+    and gives them back (a command killed by a signal after the worker was
+    told to stop, as a batch scheduler ending an allocation does, is given
+    back too).  Inside a batch allocation the worker reports it
+    (JOBSERVER_ALLOCATION, else SLURM_JOB_ID) with its claims and
+    heartbeats.  This command waits out server outages
     (10 minutes); the others fail within seconds.
     """
     from .runner import Runner, RunOptions
@@ -177,7 +185,8 @@ def run(ctx: click.Context, stage: int, to_stage: int | None, parallel: int, bat
     obj: Ctx = ctx.obj
     opts = RunOptions(stage=stage, command=list(command), to_stage=to_stage, parallel=parallel,
                       batch=batch or parallel, continuous=continuous, max_jobs=max_jobs,
-                      timeout=timeout, output_dir=output_dir, tee=tee, wait_orphans=wait_orphans)
+                      timeout=timeout, output_dir=output_dir, tee=tee, wait_orphans=wait_orphans,
+                      idle_exit=idle_exit)
     if output_dir is not None:
         try:
             output_dir.mkdir(parents=True, exist_ok=True)
@@ -275,6 +284,27 @@ def job(obj: Ctx, key: str, as_json: bool, lines: int) -> None:
         click.echo(json.dumps(got, indent=2))
         return
     for line in job_lines(got, lines):
+        click.echo(line)
+
+
+@main.command()
+@click.argument("key")
+@click.option("--csv", "as_csv", is_flag=True,
+              help="CSV with a header: attempt_id, stage, at (epoch seconds), host, "
+                   "allocation, cpu_percent, rss_bytes, runtime_s.")
+@click.pass_obj
+@_fail_cleanly
+def resources(obj: Ctx, key: str, as_csv: bool) -> None:
+    """A job's resource log: CPU %, memory (RSS) and run time of each of its
+    attempts over time, with the host and batch allocation it ran on (from
+    the workers' heartbeats)."""
+    from .show import resource_csv, resource_lines
+
+    samples = obj.client().resources(key)
+    if as_csv:
+        click.echo(resource_csv(samples), nl=False)
+        return
+    for line in resource_lines(key, samples):
         click.echo(line)
 
 

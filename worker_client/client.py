@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import random
+import re
 import socket
 import threading
 import time
@@ -47,15 +48,34 @@ def default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{random.randrange(16 ** 4):04x}"
 
 
+ALLOCATION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,200}$")  # the API's allocation ids
+
+
+def default_allocation() -> str | None:
+    """The batch allocation this process runs in: JOBSERVER_ALLOCATION (set
+    by `jobworker pool --scheduler local`), else SLURM_JOB_ID, else None.
+    A value the API would refuse is left out (with a warning)."""
+    for name in ("JOBSERVER_ALLOCATION", "SLURM_JOB_ID"):
+        value = os.environ.get(name)
+        if value:
+            if ALLOCATION_ID.match(value):
+                return value
+            log.warning("%s=%r is not an allocation id (1-200 letters, digits, '.', '_', "
+                        "':' or '-'): not reported", name, value[:50])
+    return None
+
+
 class Client:
     """One board of a jobserver, as seen by a worker or a master."""
 
     def __init__(self, url: str, board: str, token: str, worker: str | None = None,
                  timeout: float = 60.0, retry_for: float = PATIENT,
-                 connect_timeout: float | None = None) -> None:
+                 connect_timeout: float | None = None, allocation: str | None = _UNSET) -> None:
         self.url = check_url(url)
         self.board = board
         self.worker = worker or default_worker_id()
+        # sent with claims and heartbeats: the attempts and the worker record it
+        self.allocation = default_allocation() if allocation is _UNSET else allocation
         self.timeout = timeout
         self.retry_for = retry_for
         self.connect_timeout = timeout if connect_timeout is None else connect_timeout
@@ -214,6 +234,27 @@ class Client:
     def workers(self) -> list[dict[str, Any]]:
         return self._request("GET", "/workers")["workers"]
 
+    def resources(self, key: str) -> list[dict[str, Any]]:
+        """A job's resource samples over time, oldest first: {"attempt_id",
+        "stage", "at", "host", "allocation", "cpu_percent", "rss_bytes",
+        "runtime_s"}."""
+        return self._request("GET", f"/jobs/{quote(key, safe='')}/resources")["samples"]
+
+    # --------------------------------------------------------------- pools
+
+    def report_allocation(self, allocation: str, state: str, **fields: Any) -> dict[str, Any]:
+        """What the scheduler says of one allocation of a pool: ``state``
+        "pending", "running" or "ended", and (at the first report) "pool",
+        "scheduler", "nodes", "workers_per_node", "time_limit_s"; "reason"
+        any time.  Answers the server's row (with its workers, jobs held,
+        lost attempts)."""
+        return self._request("PUT", f"/allocations/{quote(allocation, safe='')}",
+                             json_body={"state": state, **fields})
+
+    def allocations(self) -> list[dict[str, Any]]:
+        """The board's allocations, newest first (at most 200)."""
+        return self._request("GET", "/allocations")["allocations"]
+
     # ------------------------------------------------------------- workers
 
     def claim(self, stage: int, n: int = 1, to_stage: int | None = None) -> list[Job]:
@@ -221,6 +262,8 @@ class Client:
                 "pid": os.getpid()}
         if to_stage is not None:
             body["to_stage"] = to_stage
+        if self.allocation:
+            body["allocation"] = self.allocation
         jobs = [Job(j["key"], j["payload"], j["stage"], j["attempt_id"], j["attempt"])
                 for j in self._request("POST", "/claim", json_body=body)["jobs"]]
         for j in jobs:
@@ -292,6 +335,8 @@ class Client:
         4,000 characters: see :mod:`.notes`)."""
         body: dict[str, Any] = {"worker": self.worker, "host": socket.gethostname(),
                                 "pid": os.getpid(), "running": list(self._running)}
+        if self.allocation:
+            body["allocation"] = self.allocation
         if samples:
             body["samples"] = {str(k): v for k, v in samples.items()}
         if logs:
@@ -308,6 +353,8 @@ class Client:
         body: dict[str, Any] = {"worker": self.worker, "host": socket.gethostname(),
                                 "pid": os.getpid(), "running": list(self._running),
                                 "stopped": True}
+        if self.allocation:
+            body["allocation"] = self.allocation
         if resources:
             body["resources"] = resources
         self._request("POST", "/heartbeat", json_body=body)

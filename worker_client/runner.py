@@ -14,8 +14,13 @@ tail travels with the heartbeats while a job runs (so a page shows it live)
 and with the report at the end; ``output_dir`` keeps it all in files, ``tee``
 shows it on the terminal.  With nothing left to claim (and not
 ``continuous``), it waits a bounded time for jobs held by lost workers to
-come back before it exits.  SIGTERM or SIGINT: stop claiming and let
-running jobs finish; a second signal kills them and gives their jobs back.
+come back before it exits; with ``idle_exit`` it keeps looking for work
+(as ``continuous``) and leaves after that many seconds without any (a
+worker in a batch allocation frees its node).  SIGTERM or SIGINT: stop
+claiming and let running jobs finish; a second signal kills them and gives
+their jobs back.  A command that dies by a signal after its worker was told
+to stop (a batch scheduler ending the allocation signals every process in
+it) is given back too: the job was not at fault.
 """
 from __future__ import annotations
 
@@ -60,6 +65,9 @@ class RunOptions:
     wait_orphans: float | None = None
     output_dir: Path | None = None
     tee: bool = False
+    # Seconds without work after which the worker leaves (None: leave as
+    # soon as nothing is left, or never with ``continuous``).
+    idle_exit: float | None = None
 
 
 ORPHANS_WAIT_MAX = 1800.0  # seconds: the default wait for jobs of lost workers, at most
@@ -188,6 +196,7 @@ class Runner:
         self._orphans_until: float | None = None  # waiting for lost workers' jobs until then
         self._orphans_seen = 0.0  # when the board was last asked about them
         self._held_seen = 0.0  # when jobs held back (blocked, capped) were last seen
+        self._idle_since: float | None = None  # nothing running nor claimed since then
         # one heartbeat at a time: a job's last notes must not overtake earlier ones
         self._beat_lock = threading.Lock()
 
@@ -237,8 +246,16 @@ class Runner:
                 if jobs:
                     idle = min(0.5, self.opts.poll_max)
                     self._orphans_until = None
+                    self._idle_since = None
                     continue
                 if not self.running:
+                    if self.opts.idle_exit is not None:
+                        if self._idle_too_long():
+                            break
+                        self._wake.wait(idle)
+                        self._wake.clear()
+                        idle = min(idle * 2, self.opts.poll_max)
+                        continue
                     if not self.opts.continuous:
                         waited = self._orphans_until is not None
                         if self._held_back():
@@ -279,6 +296,17 @@ class Runner:
         except Exception as exc:
             log.warning("could not say goodbye to the server: %s", exc)
         return self.stats
+
+    def _idle_too_long(self) -> bool:
+        """--idle-exit: whether the worker has been without work for that
+        long (says so in one line when it leaves)."""
+        now = time.monotonic()
+        if self._idle_since is None:
+            self._idle_since = now
+        if now - self._idle_since < (self.opts.idle_exit or 0.0):
+            return False
+        log.info("no work for %.0f s: leaving (--idle-exit)", now - self._idle_since)
+        return True
 
     def _held_back(self) -> bool:
         """Nothing to claim and nothing running, but jobs will be claimable
@@ -451,12 +479,15 @@ class Runner:
                 t.join()
             log_tail = capture.tail()
             self._send_notes(r)
-            if r.cancelled:
+            if r.cancelled or (self.stopping and code < 0 and not timed_out):
+                # cancelled, lost, or killed along with its stopping worker
+                # (scancel, a time limit): given back, no attempt counted
                 try:  # closes the attempt; a lost one is already closed (409)
                     self.source.release([job])
                 except Exception as exc:
                     log.debug("release of job %s: %s", job.key, exc)
-                log.info("job %s stopped", job.key)
+                log.info("job %s stopped%s", job.key, "" if r.cancelled else
+                         f" by signal {-code} with its worker: given back")
             elif code == 0 and not timed_out:
                 result = r.notes.result()
                 if result is None:  # sources of other kinds (and tests') may not know results

@@ -3,6 +3,8 @@ functions from the API's answers to lines a person reads (plain ASCII of
 our own: a node's terminal may not speak UTF-8)."""
 from __future__ import annotations
 
+import csv
+import io
 import json
 import time
 from typing import Any, Sequence
@@ -125,8 +127,11 @@ def job_lines(job: dict[str, Any], lines: int = 30, now: float | None = None) ->
         a = history[-1]
         when = (f"ended {age(a['ended_at'], now)} ({a.get('outcome')})" if a.get("ended_at")
                 else f"started {age(a.get('started_at'), now)}, still running")
+        where = a.get("host") or "?"
+        if a.get("allocation"):
+            where += f", allocation {a['allocation']}"
         out.append(f"  last try    stage {a['stage']} on {a.get('worker') or '?'} "
-                   f"({a.get('host') or '?'}), {when}")
+                   f"({where}), {when}")
     if job.get("error"):
         label = "error      " if job.get("state") == "failed" else "last error "
         out.append(f"  {label} {last_line(job['error'])}")
@@ -205,12 +210,15 @@ def _compact(value: Any, width: int = 200) -> str:
 def worker_lines(workers: Sequence[dict[str, Any]], now: float | None = None) -> list[str]:
     if not workers:
         return ["no workers yet"]
-    rows = [("NAME", "HOST", "STATE", "JOBS", "CPU", "MEM", "LAST SEEN")]
+    allocations = any(w.get("allocation") for w in workers)  # workers in batch jobs
+    rows = [("NAME", "HOST", *(("ALLOCATION",) if allocations else ()), "STATE", "JOBS", "CPU",
+             "MEM", "LAST SEEN")]
     for w in workers:
         res = w.get("resources") or {}
         cpu, mem = res.get("cpu_percent"), res.get("memory_used_percent")
-        rows.append((w["name"], w.get("host") or "?", w.get("state") or "?",
-                     str(w.get("running", 0)),
+        rows.append((w["name"], w.get("host") or "?",
+                     *((w.get("allocation") or "-",) if allocations else ()),
+                     w.get("state") or "?", str(w.get("running", 0)),
                      "?" if cpu is None else f"{cpu:.0f}%",
                      "?" if mem is None else f"{mem:.0f}%",
                      age(w.get("last_seen"), now)))
@@ -244,3 +252,42 @@ def watch_line(board: str, p: dict[str, Any], when: float | None = None) -> str:
     stamp = time.strftime("%H:%M:%S", time.localtime(when))
     return (f"{stamp} {board} {p.get('progress') or 0:.0f}%: {counts_text(p)}; "
             f"{rate_text(p)}")
+
+
+RESOURCE_COLUMNS = ("attempt_id", "stage", "at", "host", "allocation", "cpu_percent",
+                    "rss_bytes", "runtime_s")
+
+
+def resource_csv(samples: Sequence[dict[str, Any]]) -> str:
+    """A job's resource samples as CSV (the columns of the job page's
+    download)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(RESOURCE_COLUMNS)
+    for s in samples:
+        writer.writerow(["" if s.get(c) is None else s[c] for c in RESOURCE_COLUMNS])
+    return out.getvalue()
+
+
+def megabytes(n: int | None) -> str:
+    return "?" if n is None else f"{n / (1 << 20):.1f} MB"
+
+
+def resource_lines(key: str, samples: Sequence[dict[str, Any]]) -> list[str]:
+    """`jobworker resources KEY`: one row per sample, oldest first."""
+    if not samples:
+        return [f"job {key}: no resource samples (they come with the heartbeats of a "
+                f"running job)"]
+    rows = [("TIME", "ATTEMPT", "STAGE", "HOST", "ALLOCATION", "CPU", "RSS", "RUN TIME")]
+    for s in samples:
+        cpu = s.get("cpu_percent")
+        rows.append((time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(s["at"])),
+                     str(s.get("attempt_id", "?")), str(s.get("stage", "?")),
+                     s.get("host") or "?", s.get("allocation") or "-",
+                     "?" if cpu is None else f"{cpu:.0f}%", megabytes(s.get("rss_bytes")),
+                     "?" if s.get("runtime_s") is None else f"{s['runtime_s']:.0f} s"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    attempts = len({s.get("attempt_id") for s in samples})
+    return ([f"job {key}: {len(samples)} sample{'' if len(samples) == 1 else 's'} of "
+             f"{attempts} attempt{'' if attempts == 1 else 's'}"]
+            + ["  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip() for r in rows])
