@@ -1,5 +1,6 @@
-"""`jobworker`: run commands for a board's jobs; push, submit, status,
-watch, job, resources, workers, cancel, retry, priority.
+"""`jobworker`: run commands for a board's jobs; pool (workers in batch
+allocations); push, submit, status, watch, job, resources, workers,
+cancel, retry, priority.
 
 Every option has an environment fallback: JOBSERVER_URL, JOBSERVER_BOARD,
 JOBSERVER_TOKEN (and JOBSERVER_JOBIX for the classic protocol).
@@ -373,7 +374,7 @@ def bench(obj: Ctx, n_jobs: int, clients: int, batch: int, admin_token: str) -> 
         raise click.ClickException(str(exc)) from None
 
 
-from . import cli_workflows  # noqa: E402,F401  (submit, retry, priority)
+from . import cli_pool, cli_workflows  # noqa: E402,F401  (pool, resources; submit, retry, priority)
 
 if __name__ == "__main__":  # pragma: no cover
     main()
