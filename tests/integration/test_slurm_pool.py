@@ -262,3 +262,26 @@ def test_the_dry_run_script_is_accepted_by_sbatch_test_only(server, tmp_path):
     assert got.returncode == 0, got.stderr
     assert "to start at" in got.stderr
     assert ours(c.board) == [] and c.allocations() == []
+
+
+def test_the_readme_cluster_example_runs_as_written(server, tmp_path):
+    from tests.conftest import ROOT
+
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"## Running on a cluster\n.*?```sh\n(.*?)```", text, re.S).group(1)
+    script = block.replace("http://127.0.0.1:5000", server.url)
+    script = script.replace(".venv/bin/", f"{ROOT}/.venv/bin/")
+    result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path,
+                            env=dict(server.env), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "created 200, existing 0" in result.stdout
+    assert "stage 2: 200" in result.stdout
+    assert re.search(r"board sims stage 0: 200 jobs past it; 2 allocations submitted \(at most 2 "
+                     r"at once\), 0 refused, 0 cancelled while queued; nothing left \d+ s after "
+                     r"the start, the last allocation gone \d+ s later", result.stderr), \
+        result.stderr[-2000:]
+    got = subprocess.run(["sbatch", "--test-only", str(tmp_path / "pool.sbatch")],
+                         capture_output=True, text=True, timeout=60)
+    assert got.returncode == 0, got.stderr
+    assert ours("sims") == []
+    print(result.stderr[-600:])
