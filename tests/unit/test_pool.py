@@ -368,3 +368,14 @@ def test_an_older_server_without_allocations_is_not_asked_again(caplog):
     pool = fake_pool(board, FakeScheduler(board))
     assert pool.run() == 0
     assert board.calls == 1 and "the server does not keep allocations" in caplog.text
+
+
+def test_the_status_line_and_summary_name_failed_jobs():
+    board = FakeBoard(0)
+    pool = fake_pool(board, FakeScheduler(board))
+    pool.work, pool.failed = Work(waiting=3, running=2, coming=1, done=7), 4
+    pool.allocations = [alloc(1, State.PENDING), alloc(2)]
+    assert pool.line() == ("allocations 1 pending, 1 running (max 2), workers 0 | jobs 3 "
+                           "waiting, 2 running, 7 done, 1 coming, 4 failed")
+    assert pool.summary().startswith("board b stage 0: 7 jobs past it (4 failed on the board: "
+                                     "jobworker status); 0 allocations submitted")

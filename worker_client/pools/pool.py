@@ -76,6 +76,7 @@ class Pool:
         self.figures = Figures()
         self.started = time.monotonic()
         self.work: Work | None = None
+        self.failed = 0  # the board's jobs failed for good (any stage)
         self.workers = 0
         self.reporting = True
         self.stopping = False
@@ -194,7 +195,9 @@ class Pool:
 
     def _read_board(self) -> None:
         try:
-            self.work = work_at(self.client.status(), self.spec.stage)
+            status = self.client.status()
+            self.work = work_at(status, self.spec.stage)
+            self.failed = int(status.get("failed") or 0)
         except Unavailable as exc:  # the client waited already: carry on with the scheduler
             log.warning("%s; still trying", exc)
             self.work = None
@@ -263,7 +266,8 @@ class Pool:
         w = self.work
         jobs = ("jobs ?" if w is None else
                 f"jobs {w.waiting} waiting, {w.running} running, {w.done} done"
-                + (f", {w.coming} coming" if w.coming else ""))
+                + (f", {w.coming} coming" if w.coming else "")
+                + (f", {self.failed} failed" if self.failed else ""))
         refused = (f" | {self.refusals.in_a_row} refused in a row"
                    if self.refusals.in_a_row else "")
         return (f"allocations {pending} pending, {len(live) - pending} running "
@@ -281,7 +285,9 @@ class Pool:
         f = self.figures
         w = self.work
         text = (f"board {self.spec.board} stage {self.spec.stage}: "
-                + (f"{w.done} jobs past it; " if w is not None else "")
+                + (f"{w.done} jobs past it" if w is not None else "")
+                + (f" ({self.failed} failed on the board: jobworker status)" if self.failed
+                   else "") + ("; " if w is not None or self.failed else "")
                 + f"{f.submitted} allocation{'' if f.submitted == 1 else 's'} submitted "
                 f"(at most {f.peak} at once), {f.refused} refused, {f.cancelled} cancelled "
                 f"while queued")
