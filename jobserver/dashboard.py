@@ -11,7 +11,7 @@ from typing import Any, Iterable, Iterator
 from flask import Blueprint, Response, abort, current_app, jsonify, render_template, request
 from werkzeug.exceptions import BadRequest
 
-from . import access, insights, lifecycle, queries
+from . import access, insights, lifecycle, pools, queries
 from .limits import MAX_PAGE, MAX_STAGE, parse_int
 
 bp = Blueprint("dashboard", __name__)
@@ -104,7 +104,7 @@ def job_resources_csv(name: str, key: str):
     """A job's resource log as a CSV download (the samples its workers sent
     with their heartbeats, oldest first)."""
     board = _board(name)
-    samples = queries.job_resources(board.id, key)
+    samples = pools.job_resources(board.id, key)
     if samples is None:
         abort(404, f"no job {key!r} on board {name!r}")
     filename = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{name}-{key}")[:150] + "-resources.csv"
@@ -120,14 +120,14 @@ def _csv(samples: Iterable[dict[str, Any]]) -> Iterator[str]:
     spreadsheet would read as a formula is quoted with a leading '."""
     buf = io.StringIO()
     out = csv.writer(buf, lineterminator="\n")
-    out.writerow(queries.RESOURCE_COLUMNS)
+    out.writerow(pools.RESOURCE_COLUMNS)
     for s in samples:
         row = dict(s, at=datetime.fromtimestamp(s["at"], timezone.utc).isoformat(
             timespec="milliseconds"))
         for text in ("host", "allocation"):
             if isinstance(row[text], str) and row[text][:1] in FORMULA_STARTS:
                 row[text] = "'" + row[text]
-        out.writerow(["" if row[c] is None else row[c] for c in queries.RESOURCE_COLUMNS])
+        out.writerow(["" if row[c] is None else row[c] for c in pools.RESOURCE_COLUMNS])
         yield buf.getvalue()
         buf.seek(0)
         buf.truncate()

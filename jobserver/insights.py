@@ -10,23 +10,17 @@ import json
 import time
 from typing import Any, Iterable
 
-from sqlalchemy import case, exists, false, func, literal, select
+from sqlalchemy import exists, false, func, literal, select
 
-from . import queries
+from . import pools, queries
 from .extensions import db
 from .queries import end_read
-from .models import (Allocation, AllocationState, Attempt, Board, Dependency, Event, EventKind,
-                     Job, JobState, Outcome, Sample, Throughput, Worker)
+from .models import Board, Dependency, Job, JobState, Throughput
 
 JOBS = Job.__table__
 BOARDS = Board.__table__
 THROUGHPUT = Throughput.__table__
 DEPS = Dependency.__table__
-ALLOCATIONS = Allocation.__table__
-ATTEMPTS = Attempt.__table__
-EVENTS = Event.__table__
-SAMPLES = Sample.__table__
-WORKERS = Worker.__table__
 
 RATE_WINDOW = 5  # minutes of completions behind "current throughput" and the ETA
 
@@ -255,7 +249,7 @@ def live_payload(board_id: int) -> dict[str, Any]:
     out["workers"] = queries.list_workers(board_id)
     out["failed_jobs"] = failed_jobs(board_id)
     out["max_running"] = _limits(board_id)["max_running"]
-    out["pools"] = pools(board_id, now)
+    out["pools"] = pools.pools(board_id, now)
     return out
 
 
@@ -305,7 +299,7 @@ def job_history(board_id: int, key: str) -> dict[str, Any] | None:
     job.setdefault("downstream_total", len(job["downstream"]))
     job.setdefault("blocked_by", [])
     job["outputs"] = sorted(((int(s), t) for s, t in job["log_tails"].items()), reverse=True)
-    job["resource_summary"] = resource_summary(board_id, key)
+    job["resource_summary"] = pools.resource_summary(board_id, key)
     job["payload_text"] = _pretty(job["payload"])
     job["result_text"] = None if job["result"] is None else _pretty(job["result"])
     return job
@@ -360,85 +354,3 @@ def _pretty(value: Any) -> str:
         return json.dumps(value, indent=2)
     except RecursionError:
         return json.dumps(value)
-
-
-# ------------------------------------------------------------------ pools
-
-RECENT_ALLOCATIONS = 20  # rows of the board page's table of allocations
-
-
-def pools(board_id: int, now: float | None = None) -> dict[str, Any] | None:
-    """The board's batch allocations as its pools reported them: how many
-    are pending in the scheduler's queue, running and ended, and the recent
-    ones with their workers, the jobs they hold and what became of the jobs
-    lost in them.  None: the board never had an allocation."""
-    now = time.time() if now is None else now
-    per_state = dict(db.session.execute(
-        select(ALLOCATIONS.c.state, func.count()).where(ALLOCATIONS.c.board_id == board_id)
-        .group_by(ALLOCATIONS.c.state)).all())
-    end_read()
-    if not per_state:
-        return None
-    recent = queries.list_allocations(board_id, limit=RECENT_ALLOCATIONS)
-    fates = _lost_jobs(board_id, [a["id"] for a in recent if a["lost_attempts"]])
-    for a in recent:
-        jobs, failed = fates.get(a["id"], (0, 0))
-        a["lost_jobs"], a["lost_failed"] = jobs, failed
-        a["lost_text"] = _lost_text(jobs, failed)
-        a["run_s"] = (None if a["started_at"] is None
-                      else max((a["ended_at"] or now) - a["started_at"], 0.0))
-    counts = {s.value: int(per_state.get(s.value, 0)) for s in AllocationState}
-    return {**counts, "total": sum(per_state.values()), "allocations": recent}
-
-
-def _lost_jobs(board_id: int, ids: list[str]) -> dict[str, tuple[int, int]]:
-    """allocation -> (jobs whose attempt was lost in it, those of them that
-    failed then for want of attempts instead of going back to the queue).
-    The sweep that loses an attempt writes the job's 'requeued' or 'failed'
-    event at the attempt's end.  The attempts are found through the
-    allocation's workers (the heartbeat index), as queries.list_allocations
-    finds them."""
-    if not ids:
-        return {}
-    failed_then = exists().where(EVENTS.c.job_id == ATTEMPTS.c.job_id,
-                                 EVENTS.c.kind == EventKind.FAILED.value,
-                                 EVENTS.c.at == ATTEMPTS.c.ended_at)
-    rows = db.session.execute(
-        select(ATTEMPTS.c.allocation, func.count(ATTEMPTS.c.job_id.distinct()),
-               func.count(case((failed_then, ATTEMPTS.c.job_id)).distinct()))
-        .where(ATTEMPTS.c.board_id == board_id, ATTEMPTS.c.outcome == Outcome.LOST.value,
-               ATTEMPTS.c.worker.in_(select(WORKERS.c.name).where(
-                   WORKERS.c.board_id == board_id, WORKERS.c.allocation.in_(ids))),
-               ATTEMPTS.c.allocation.in_(ids))
-        .group_by(ATTEMPTS.c.allocation)).all()
-    end_read()
-    return {r[0]: (int(r[1]), int(r[2])) for r in rows}
-
-
-def _lost_text(jobs: int, failed: int) -> str:
-    """What the pools table says of an allocation's lost jobs."""
-    if not jobs:
-        return ""
-    lost = f"{jobs} job{'s' if jobs != 1 else ''} lost"
-    if not failed:
-        return f"{lost} → requeued"
-    if failed == jobs:
-        return f"{lost} → failed (no attempts left)"
-    return f"{lost} → {jobs - failed} requeued, {failed} failed (no attempts left)"
-
-
-def resource_summary(board_id: int, key: str) -> dict[str, Any] | None:
-    """Peaks of a job's resource log, from its samples in one aggregate
-    (None: no samples, or no such job)."""
-    row = db.session.execute(
-        select(func.count(), func.max(SAMPLES.c.cpu_percent), func.max(SAMPLES.c.rss_bytes),
-               func.max(SAMPLES.c.runtime_s), func.count(SAMPLES.c.host.distinct()))
-        .select_from(SAMPLES.join(ATTEMPTS, ATTEMPTS.c.id == SAMPLES.c.attempt_id)
-                     .join(JOBS, JOBS.c.id == ATTEMPTS.c.job_id))
-        .where(JOBS.c.board_id == board_id, JOBS.c.key == key)).one()
-    end_read()
-    if not row[0]:
-        return None
-    return {"samples": int(row[0]), "peak_cpu_percent": row[1],
-            "peak_rss_bytes": None if row[2] is None else int(row[2]),
-            "max_runtime_s": row[3], "hosts": int(row[4])}

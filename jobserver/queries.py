@@ -7,8 +7,8 @@ from typing import Any
 from sqlalchemy import and_, func, literal, select, true
 
 from .extensions import db
-from .models import (Allocation, Attempt, Board, Dependency, Event, Job, JobState, Outcome,
-                     Sample, Stage, StageCount, Status, Worker, WorkerState)
+from .models import (Attempt, Board, Dependency, Event, Job, JobState, Outcome, Stage,
+                     StageCount, Status, Worker, WorkerState)
 
 JOBS = Job.__table__
 STAGES = Stage.__table__
@@ -417,76 +417,3 @@ def list_workers(board_id: int) -> list[dict[str, Any]]:
              "first_seen": w.first_seen, "last_seen": w.last_seen, "running": w.running,
              "resources": None if w.resources is None else json.loads(w.resources)}
             for w in workers]
-
-
-# ------------------------------------------------------------------ pools
-
-ALLOCATIONS = Allocation.__table__
-SAMPLES = Sample.__table__
-MAX_ALLOCATIONS_SHOWN = 200
-
-
-def list_allocations(board_id: int, limit: int = MAX_ALLOCATIONS_SHOWN,
-                     only: str | None = None) -> list[dict[str, Any]]:
-    """The board's allocations (or the one named ``only``), newest first,
-    with the workers alive in each, the jobs they hold and the attempts that
-    ended lost in them."""
-    q = select(ALLOCATIONS).where(ALLOCATIONS.c.board_id == board_id)
-    if only is not None:
-        q = q.where(ALLOCATIONS.c.id == only)
-    rows = db.session.execute(q.order_by(ALLOCATIONS.c.submitted_at.desc()).limit(limit)).all()
-    ids = [r.id for r in rows]
-    workers: dict[str, int] = {}
-    running: dict[str, int] = {}
-    lost: dict[str, int] = {}
-    if ids:
-        workers = dict(db.session.execute(
-            select(WORKERS.c.allocation, func.count())
-            .where(WORKERS.c.board_id == board_id, WORKERS.c.allocation.in_(ids),
-                   WORKERS.c.state == WorkerState.ALIVE.value)
-            .group_by(WORKERS.c.allocation)).all())
-        # open attempts per allocation: one index seek per alive worker
-        running = dict(db.session.execute(
-            select(ATTEMPTS.c.allocation, func.count())
-            .where(ATTEMPTS.c.board_id == board_id, ATTEMPTS.c.ended_at.is_(None),
-                   ATTEMPTS.c.worker.in_(select(WORKERS.c.name).where(
-                       WORKERS.c.board_id == board_id, WORKERS.c.allocation.in_(ids))))
-            .group_by(ATTEMPTS.c.allocation)).all())
-        lost = dict(db.session.execute(
-            select(ATTEMPTS.c.allocation, func.count())
-            .where(ATTEMPTS.c.board_id == board_id, ATTEMPTS.c.outcome == Outcome.LOST.value,
-                   ATTEMPTS.c.worker.in_(select(WORKERS.c.name).where(
-                       WORKERS.c.board_id == board_id, WORKERS.c.allocation.in_(ids))),
-                   ATTEMPTS.c.allocation.in_(ids))
-            .group_by(ATTEMPTS.c.allocation)).all())
-    end_read()
-    return [{"id": r.id, "pool": r.pool, "scheduler": r.scheduler, "state": r.state,
-             "reason": r.reason, "nodes": r.nodes, "workers_per_node": r.workers_per_node,
-             "time_limit_s": r.time_limit_s, "submitted_at": r.submitted_at,
-             "started_at": r.started_at, "ended_at": r.ended_at,
-             "workers": workers.get(r.id, 0), "running": running.get(r.id, 0),
-             "lost_attempts": lost.get(r.id, 0)} for r in rows]
-
-
-RESOURCE_COLUMNS = ("attempt_id", "stage", "at", "host", "allocation", "cpu_percent",
-                    "rss_bytes", "runtime_s")
-
-
-def job_resources(board_id: int, key: str) -> list[dict[str, Any]] | None:
-    """A job's resource log: every sample of every attempt, oldest first
-    (None: no such job)."""
-    if "\x00" in key:
-        return None
-    job_id = db.session.execute(select(JOBS.c.id).where(JOBS.c.board_id == board_id,
-                                                        JOBS.c.key == key)).scalar()
-    if job_id is None:
-        end_read()
-        return None
-    rows = db.session.execute(
-        select(SAMPLES.c.attempt_id, ATTEMPTS.c.stage, SAMPLES.c.at, SAMPLES.c.host,
-               SAMPLES.c.allocation, SAMPLES.c.cpu_percent, SAMPLES.c.rss_bytes,
-               SAMPLES.c.runtime_s)
-        .join(ATTEMPTS, ATTEMPTS.c.id == SAMPLES.c.attempt_id)
-        .where(ATTEMPTS.c.job_id == job_id).order_by(SAMPLES.c.at, SAMPLES.c.id)).all()
-    end_read()
-    return [dict(zip(RESOURCE_COLUMNS, r)) for r in rows]

@@ -6,7 +6,7 @@ import json
 from flask import jsonify, request
 from werkzeug.exceptions import BadRequest, NotFound
 
-from .. import lifecycle, queries
+from .. import lifecycle, pools, queries
 from ..lifecycle import Advance
 from ..limits import INT64_MAX, max_payload, payload_too_large, storable
 from . import bp
@@ -120,7 +120,7 @@ def job_detail(name: str, key: str):
 def job_resources(name: str, key: str):
     """A job's resource log (the samples its workers sent while it ran)."""
     board = board_for_request(name)
-    samples = queries.job_resources(board.id, key)
+    samples = pools.job_resources(board.id, key)
     if samples is None:
         raise NotFound(f"no job {key!r} on board {name!r}")
     return jsonify(samples=samples)

@@ -7,7 +7,7 @@ from typing import Any
 from flask import jsonify
 from werkzeug.exceptions import BadRequest
 
-from .. import lifecycle, queries
+from .. import lifecycle, pools, queries
 from . import bp
 from .auth import board_for_request
 from .openapi import ALLOCATION_ID, MAX_NOTES
@@ -62,10 +62,10 @@ def report_allocation(name: str, allocation: str):
         raise BadRequest("an allocation id is 1 to 200 letters, digits, '.', '_', ':' or '-'")
     data = check_body(body_object(), "/boards/{name}/allocations/{allocation}", "put")
     lifecycle.report_allocation(board.id, allocation, data.pop("state"), **data)
-    return jsonify(queries.list_allocations(board.id, only=allocation)[0])
+    return jsonify(pools.list_allocations(board.id, only=allocation)[0])
 
 
 @bp.get("/boards/<name>/allocations")
 def allocations(name: str):
     board = board_for_request(name)
-    return jsonify(allocations=queries.list_allocations(board.id))
+    return jsonify(allocations=pools.list_allocations(board.id))

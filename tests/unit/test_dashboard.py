@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from jobserver import create_app, insights, lifecycle, queries
+from jobserver import create_app, insights, lifecycle, pools, queries
 from jobserver.lifecycle import Advance, NewJob
 
 
@@ -291,7 +291,7 @@ def test_pools_card(client):
     run_in(client, auth, "w101", "101", 3)
     (done,) = run_in(client, auth, "w102", "102", 1)
     board = lifecycle.board_by_name("hpc")
-    held = {a["id"]: (a["workers"], a["running"]) for a in insights.pools(board.id)["allocations"]}
+    held = {a["id"]: (a["workers"], a["running"]) for a in pools.pools(board.id)["allocations"]}
     assert held == {"101": (1, 3), "102": (1, 1), "103": (0, 0)}
     # 102's job is done; 101 is killed at its time limit: its worker falls
     # silent and the sweep requeues its three jobs
@@ -299,7 +299,7 @@ def test_pools_card(client):
     assert lifecycle.sweep(board.id, now=time.time() + 90, lost_after=3600).requeued == 3
     report("101", state="ended", reason="TIMEOUT")
 
-    p = insights.pools(board.id)
+    p = pools.pools(board.id)
     assert (p["pending"], p["running"], p["ended"], p["total"]) == (1, 1, 1, 3)
     by_id = {a["id"]: a for a in p["allocations"]}
     assert by_id["101"]["lost_text"] == "3 jobs lost → requeued"
@@ -332,7 +332,7 @@ def test_lost_jobs_out_of_attempts_say_failed(client):
     run_in(client, auth, "w7", "7", 2)
     board = lifecycle.board_by_name("hpc")
     assert lifecycle.sweep(board.id, now=time.time() + 90).failed == 2
-    (a,) = insights.pools(board.id)["allocations"]
+    (a,) = pools.pools(board.id)["allocations"]
     assert (a["lost_jobs"], a["lost_failed"]) == (2, 2)
     assert a["lost_text"] == "2 jobs lost → failed (no attempts left)"
-    assert insights._lost_text(3, 1) == "3 jobs lost → 2 requeued, 1 failed (no attempts left)"
+    assert pools._lost_text(3, 1) == "3 jobs lost → 2 requeued, 1 failed (no attempts left)"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlite3
 import time
 
-from jobserver import create_app, lifecycle, queries
+from jobserver import create_app, lifecycle, pools, queries
 from jobserver.dialect import close_writer
 from jobserver.extensions import db
 from tests.conftest import ADMIN
@@ -149,6 +149,6 @@ def test_a_database_of_the_previous_release_upgrades(tmp_path):
         lifecycle.heartbeat(1, "w", running=[1], samples={1: {"cpu_percent": 3.0}},
                             allocation="9")
         assert queries.list_workers(1)[0]["allocation"] == "9"
-        assert [s["cpu_percent"] for s in queries.job_resources(1, "a")] == [3.0]
+        assert [s["cpu_percent"] for s in pools.job_resources(1, "a")] == [3.0]
         close_writer(db.engine)
         db.engine.dispose()
