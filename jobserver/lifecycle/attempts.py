@@ -232,7 +232,9 @@ def cancel(board_id: int, keys: Sequence[str] | None = None) -> int:
     with write_transaction(_engine()) as conn:
         last = conn.execute(_LAST_STAGE, {"b": board_id}).scalar()
         tally = Tally()
-        for state in (ACTIVE, JobState.BLOCKED.value):
+        # blocked first: a job unblocked between the two statements is then
+        # caught by the second
+        for state in (JobState.BLOCKED.value, ACTIVE):
             q = update(JOBS).where(JOBS.c.board_id == board_id, JOBS.c.state == state)
             if keys is not None:
                 q = q.where(JOBS.c.key.in_(list(keys)))

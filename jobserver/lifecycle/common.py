@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, Iterable, NamedTuple, Sequence
 
 from sqlalchemy import Connection, bindparam, func, or_, select, update
 
@@ -94,6 +94,15 @@ _CLOSE_ATTEMPT = (
     .where(ATTEMPTS.c.job_id == bindparam("job"), ATTEMPTS.c.ended_at.is_(None))
     .values(ended_at=bindparam("now"), outcome=bindparam("result"))
 )
+
+LOOKUP_CHUNK = 500  # values per IN (...) list
+
+
+def chunked(items: Sequence[Any], n: int = LOOKUP_CHUNK) -> Iterable[list[Any]]:
+    """``items`` in lists of at most ``n`` (IN lists of a bounded size)."""
+    for i in range(0, len(items), n):
+        yield list(items[i:i + n])
+
 
 def _event(board_id: int, kind: EventKind, now: float, job_id: int | None = None,
            stage: int | None = None, count: int = 1, detail: Any = None) -> dict[str, Any]:

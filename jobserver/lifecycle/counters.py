@@ -46,14 +46,16 @@ class Tally:
 
     def apply(self, conn: Connection, now: float) -> None:
         counts_stmt, throughput_stmt = _statements(conn.dialect.name)
+        # rows in key order: two transactions that touch the same counters
+        # lock them in the same order (PostgreSQL), so they never deadlock
         rows = [{"board_id": b, "stage": s, "state": st, "n": n}
-                for (b, s, st), n in self.counts.items() if n]
+                for (b, s, st), n in sorted(self.counts.items()) if n]
         if rows:
             conn.execute(counts_stmt, rows)
         minute = int(now // 60)
         rows = [{"board_id": b, "stage": s, "minute": minute, "n": n, "first_at": now,
                  "last_at": now}
-                for (b, s), n in self.reached.items() if n]
+                for (b, s), n in sorted(self.reached.items()) if n]
         if rows:
             conn.execute(throughput_stmt, rows)
         self.counts.clear()

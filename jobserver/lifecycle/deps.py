@@ -18,11 +18,10 @@ from sqlalchemy import Connection, bindparam, select, update
 
 from ..dialect import insert_rows_ignore
 from ..models import JobState
-from .common import ACTIVE, DEPS, JOBS, LifecycleError
+from .common import ACTIVE, DEPS, JOBS, LifecycleError, chunked
 from .counters import Tally
 
 BLOCKED = JobState.BLOCKED.value
-LOOKUP_CHUNK = 500  # keys per IN (...) list
 SHOWN_KEYS = 20  # offending keys named in an error message
 
 
@@ -32,11 +31,6 @@ class Extras:
     after: tuple[str, ...] = ()
     priority: int = 0
     max_attempts: int | None = None
-
-
-def _chunks(items: Sequence[Any], n: int = LOOKUP_CHUNK) -> Iterable[Sequence[Any]]:
-    for i in range(0, len(items), n):
-        yield items[i:i + n]
 
 
 def _named(keys: Iterable[str]) -> str:
@@ -49,7 +43,7 @@ def existing_jobs(conn: Connection, board_id: int, keys: Iterable[str]) -> dict[
     """The board's jobs among ``keys``: key -> (id, key, stage, state, payload)."""
     keys = list(dict.fromkeys(keys))
     out: dict[str, Any] = {}
-    for part in _chunks(keys):
+    for part in chunked(keys):
         for r in conn.execute(select(JOBS.c.id, JOBS.c.key, JOBS.c.stage, JOBS.c.state,
                                      JOBS.c.payload)
                               .where(JOBS.c.board_id == board_id, JOBS.c.key.in_(part))):
@@ -61,7 +55,7 @@ def stored_upstream(conn: Connection, job_ids: Sequence[int]) -> dict[int, set[s
     """The upstream keys of these jobs, as stored."""
     up = JOBS.alias("up")
     out: dict[int, set[str]] = collections.defaultdict(set)
-    for part in _chunks(list(job_ids)):
+    for part in chunked(list(job_ids)):
         for r in conn.execute(select(DEPS.c.job_id, up.c.key)
                               .join(up, up.c.id == DEPS.c.upstream_id)
                               .where(DEPS.c.job_id.in_(part))):
@@ -116,7 +110,7 @@ _DONE_NOW = (select(JOBS.c.id, JOBS.c.stage, JOBS.c.state)
 def done_among(conn: Connection, ids: Sequence[int], last: int) -> set[int]:
     """Which of these (committed) jobs are done now, locked against moving."""
     done: set[int] = set()
-    for part in _chunks(list(ids)):
+    for part in chunked(list(ids)):
         done |= {r.id for r in conn.execute(_DONE_NOW, {"ids": list(part)})
                  if r.stage == last and r.state == ACTIVE}
     return done
@@ -135,6 +129,8 @@ _SATISFY = (update(DEPS)
             .where(DEPS.c.upstream_id.in_(bindparam("ids", expanding=True)),
                    DEPS.c.satisfied.is_(False))
             .values(satisfied=True).returning(DEPS.c.job_id))
+_LOCK_JOBS = (select(JOBS.c.id).where(JOBS.c.id.in_(bindparam("jobs", expanding=True)))
+              .order_by(JOBS.c.id).with_for_update())
 _COUNT_DOWN = (update(JOBS).where(JOBS.c.id.in_(bindparam("jobs", expanding=True)))
                .values(waiting_on=JOBS.c.waiting_on - bindparam("n")))
 _UNBLOCK = (update(JOBS)
@@ -153,21 +149,27 @@ def release(conn: Connection, upstream_ids: Sequence[int], tally: Tally, now: fl
     # most jobs are nobody's upstream job: a read (on the primary key) is
     # cheaper than an UPDATE that changes nothing
     if not any(conn.execute(_WAITING_ON, {"ids": list(part)}).first()
-               for part in _chunks(list(upstream_ids))):
+               for part in chunked(list(upstream_ids))):
         return 0
     waiting = collections.Counter()
-    for part in _chunks(list(upstream_ids)):
+    for part in chunked(list(upstream_ids)):
         waiting.update(conn.execute(_SATISFY, {"ids": list(part)}).scalars())
     if not waiting:
         return 0
+    ordered = sorted(waiting)
+    if conn.dialect.name == "postgresql":
+        # lock the downstream jobs in id order first: two reports releasing
+        # the same jobs in other orders would deadlock
+        for part in chunked(ordered):
+            conn.execute(_LOCK_JOBS, {"jobs": list(part)}).all()
     by_n: dict[int, list[int]] = collections.defaultdict(list)
-    for job_id, n in waiting.items():
-        by_n[n].append(job_id)
+    for job_id in ordered:
+        by_n[waiting[job_id]].append(job_id)
     for n, jobs in by_n.items():
-        for part in _chunks(jobs):
+        for part in chunked(jobs):
             conn.execute(_COUNT_DOWN, {"jobs": list(part), "n": n})
     unblocked = 0
-    for part in _chunks(list(waiting)):
+    for part in chunked(ordered):
         stages = collections.Counter(
             (r.board_id, r.stage) for r in conn.execute(_UNBLOCK, {"jobs": list(part),
                                                                   "now": now}))

@@ -63,7 +63,7 @@ def _free_slots(conn: Connection, board_id: int, n: int) -> int:
     return max(0, min(n, cap - conn.execute(_RUNNING, {"b": board_id}).scalar_one()))
 
 
-_JOB_STAGE = (select(JOBS.c.stage, JOBS.c.state)
+_JOB_STAGE = (select(JOBS.c.stage, JOBS.c.state, JOBS.c.waiting_on)
               .where(JOBS.c.board_id == bindparam("b"), JOBS.c.key == bindparam("k"))
               .with_for_update())  # PostgreSQL: the move below is counted from this
 _NEW_ATTEMPT = ATTEMPTS.insert().returning(ATTEMPTS.c.id)
@@ -75,7 +75,7 @@ def _update_statement(with_filename: bool, with_payload: bool, forward: bool) ->
     A move ``forward`` (to a higher stage) is a success: the job's attempt
     budget starts afresh at its new stage."""
     values: dict[str, Any] = {"stage": bindparam("to_stage"), "entered_at": bindparam("now"),
-                              "flagged": False, "state": ACTIVE}
+                              "flagged": False, "state": bindparam("new_state")}
     if forward:
         values["attempts"] = 0
     if with_filename:
@@ -231,7 +231,9 @@ def _write_workflow(board_id: int, jobs: list, extras: dict[str, Extras], plan: 
     """The new jobs, upstream jobs first, by chunks, with their Dependency
     rows; a job whose upstream jobs are not all done is BLOCKED.  Whether an
     upstream job written earlier is done is read (and locked) in the chunk's
-    own transaction: a worker may have finished it meanwhile."""
+    own transaction: a worker may have finished it meanwhile.  A key that
+    another push wrote meanwhile is left as that push wrote it (and counted
+    as existing)."""
     now = time.time()
     last = plan.last
     pushed: dict[str, tuple[str, str, int]] = {}
@@ -242,8 +244,12 @@ def _write_workflow(board_id: int, jobs: list, extras: dict[str, Extras], plan: 
     tally = Tally()
     for i in range(0, len(plan.order), PUSH_CHUNK):
         chunk = plan.order[i:i + PUSH_CHUNK]
-        inside = set(chunk)
         with write_transaction(_engine()) as conn:
+            meanwhile = deps.existing_jobs(conn, board_id, chunk)
+            if meanwhile:  # another push wrote them since the plan was made
+                ids.update((k, r.id) for k, r in meanwhile.items())
+                chunk = [k for k in chunk if k not in meanwhile]
+            inside = set(chunk)
             outside = {a for k in chunk if k in extras for a in extras[k].after
                        if a not in inside}
             done_ids = deps.done_among(conn, [ids[a] for a in outside], last)
@@ -258,6 +264,9 @@ def _write_workflow(board_id: int, jobs: list, extras: dict[str, Extras], plan: 
                                  BLOCKED if blocked else ACTIVE, len(after) - len(done)))
             added = {r.key: r.id for r in insert_rows_returning(
                 conn, JOBS, ["board_id", "key"], _PUSH_COLUMNS, rows, ("id", "key"))}
+            if len(added) < len(rows):  # one was written since the read above
+                raise Conflict("another push of the same jobs is under way: nothing of this "
+                               "chunk was written; push again (it is idempotent)")
             ids.update(added)
             edges = [(ids[a], ids[key], a in satisfied[key])
                      for key in chunk if key in added and key in extras
@@ -307,6 +316,10 @@ def claim(board_id: int, stage: int, n: int = 1, to_stage: int | None = None,
                     for r in rows]
         tally = Tally()
         tally.move(board_id, len(rows), (stage, ACTIVE), (to, ACTIVE))
+        if to % 2 == 0 and to == conn.execute(_LAST_STAGE, {"b": board_id}).scalar():
+            # a claim that jumps to the last stage finishes its jobs
+            tally.reach(board_id, to, len(rows))
+            deps.release(conn, [r.id for r in rows], tally, now)
         tally.apply(conn, now)
         if len(attempts) == 1:
             attempt_ids = [conn.execute(_NEW_ATTEMPT, attempts[0]).scalar_one()]
@@ -332,16 +345,23 @@ def update_job(board_id: int, key: str, stage: int, filename: str | None = None,
     with write_transaction(_engine()) as conn:
         before = conn.execute(_JOB_STAGE, {"b": board_id, "k": key}).first()
         forward = before is not None and stage > before.stage
+        last = (conn.execute(_LAST_STAGE, {"b": board_id}).scalar()
+                if before is not None and (forward or before.waiting_on > 0) else None)
+        # a job that still waits for upstream jobs stays blocked, wherever
+        # it is put (but at the last stage it is done)
+        state = BLOCKED if (before is not None and before.waiting_on > 0
+                            and (last is None or stage < last)) else ACTIVE
+        params["new_state"] = state
         job_id = conn.execute(_update_statement(filename is not None, payload is not None,
                                                 forward), params).scalar()
         if job_id is None or before is None:
             _check_stages(conn, board_id, stage)
             raise NotFound(f"no job {key} in this job list")
         tally = Tally()
-        tally.move(board_id, 1, (before.stage, before.state), (stage, ACTIVE))
-        if stage > before.stage:
+        tally.move(board_id, 1, (before.stage, before.state), (stage, state))
+        if forward:
             tally.reach(board_id, stage)
-            if stage == conn.execute(_LAST_STAGE, {"b": board_id}).scalar():
+            if stage == last:
                 deps.release(conn, [job_id], tally, now)
         tally.apply(conn, now)
         closed = conn.execute(_CLOSE_ATTEMPT, {"job": job_id, "now": now,

@@ -12,21 +12,22 @@ from .. import live
 from ..dialect import write_transaction
 from ..models import EventKind, JobState, Outcome
 from .common import (ACTIVE, ATTEMPTS, JOBS, _LAST_STAGE, _NEW_EVENT, LifecycleError, _engine,
-                     _event)
+                     _event, chunked)
 from .counters import Tally
-from .deps import BLOCKED, LOOKUP_CHUNK
+from .deps import BLOCKED
 
 RETRYABLE = (JobState.FAILED.value, JobState.CANCELLED.value)
+
+
+RETRY_CHUNK = 5000  # jobs per transaction: retrying a million holds no writer for long
 
 
 def _waited_at(conn: Connection, jobs: list[Any]) -> dict[int, int]:
     """The even stage each job last waited at: its own, or for a job
     cancelled while running (at an odd stage), the stage its last attempt
     claimed it from."""
-    odd = [j.id for j in jobs if j.stage % 2]
     claimed: dict[int, int] = {}
-    for i in range(0, len(odd), LOOKUP_CHUNK):
-        part = odd[i:i + LOOKUP_CHUNK]
+    for part in chunked([j.id for j in jobs if j.stage % 2]):
         claimed.update((r.job_id, r.stage) for r in conn.execute(
             select(ATTEMPTS.c.job_id, ATTEMPTS.c.stage).where(ATTEMPTS.c.job_id.in_(part))
             .order_by(ATTEMPTS.c.id)))  # the last attempt of each wins
@@ -38,55 +39,63 @@ def retry(board_id: int, keys: Sequence[str] | None = None, state: str | None = 
     """Put failed or cancelled jobs (those keys, or all of one ``state``)
     back where they last waited with a fresh attempt budget: waiting, or
     blocked while upstream jobs are not done.  Their downstream jobs follow
-    by themselves once they are done.  Returns how many were put back."""
+    by themselves once they are done.  Returns how many were put back.
+
+    Chunks of RETRY_CHUNK jobs, one transaction each; a job changed by
+    someone else meanwhile (another retry) is left to them."""
     if (keys is None) == (state is None):
         raise LifecycleError("give either keys or a state (failed or cancelled)")
     if state is not None and state not in RETRYABLE:
         raise LifecycleError(f"only failed or cancelled jobs can be retried, not {state!r}")
-    now = time.time()
-    q = select(JOBS.c.id, JOBS.c.stage, JOBS.c.state).where(JOBS.c.board_id == board_id)
-    if state is not None:
-        q = q.where(JOBS.c.state == state)
-    else:
-        q = q.where(JOBS.c.state.in_(RETRYABLE))
-    with write_transaction(_engine()) as conn:
+    q = (select(JOBS.c.id, JOBS.c.stage, JOBS.c.state).where(JOBS.c.board_id == board_id)
+         .where(JOBS.c.state == state if state is not None else JOBS.c.state.in_(RETRYABLE)))
+    with _engine().connect() as conn:
         if keys is None:
-            jobs = conn.execute(q).all()
+            found = conn.execute(q.order_by(JOBS.c.id)).all()
         else:
-            keys = list(dict.fromkeys(keys))
-            jobs = [j for i in range(0, len(keys), LOOKUP_CHUNK)
-                    for j in conn.execute(q.where(JOBS.c.key.in_(keys[i:i + LOOKUP_CHUNK])))]
-        if not jobs:
-            return 0
+            found = [j for part in chunked(list(dict.fromkeys(keys)))
+                     for j in conn.execute(q.where(JOBS.c.key.in_(part)))]
+    retried = 0
+    for jobs in chunked(found, RETRY_CHUNK):
+        retried += _retry_chunk(board_id, jobs, keys, state)
+    live.mark_dirty(board_id)
+    return retried
+
+
+def _retry_chunk(board_id: int, jobs: list[Any], keys: Sequence[str] | None,
+                 state: str | None) -> int:
+    now = time.time()
+    with write_transaction(_engine()) as conn:
         back = _waited_at(conn, jobs)
         groups: dict[tuple[int, str, int], list[int]] = collections.defaultdict(list)
         for j in jobs:
             groups[(j.stage, j.state, back[j.id])].append(j.id)
         tally = Tally()
+        done: list[int] = []
         for (stage, was, to), ids in groups.items():
-            for i in range(0, len(ids), LOOKUP_CHUNK):
-                part = ids[i:i + LOOKUP_CHUNK]
+            for part in chunked(ids):
                 rows = conn.execute(
-                    update(JOBS).where(JOBS.c.id.in_(part))
+                    update(JOBS).where(JOBS.c.id.in_(part), JOBS.c.state == was,
+                                       JOBS.c.stage == stage)
                     .values(stage=to, attempts=0, flagged=False, heartbeat_at=None,
                             entered_at=now, error=None,
                             state=case((JOBS.c.waiting_on > 0, BLOCKED), else_=ACTIVE))
-                    .returning(JOBS.c.state)).scalars().all()
-                for now_state, k in collections.Counter(rows).items():
+                    .returning(JOBS.c.id, JOBS.c.state)).all()
+                for now_state, k in collections.Counter(r.state for r in rows).items():
                     tally.move(board_id, k, (stage, was), (to, now_state))
+                done += [r.id for r in rows]
         # a running job that was cancelled may still hold an open attempt:
         # its worker's report must not move the job it no longer owns
-        ids = [j.id for j in jobs]
-        for i in range(0, len(ids), LOOKUP_CHUNK):
-            conn.execute(update(ATTEMPTS).where(ATTEMPTS.c.job_id.in_(ids[i:i + LOOKUP_CHUNK]),
+        for part in chunked(done):
+            conn.execute(update(ATTEMPTS).where(ATTEMPTS.c.job_id.in_(part),
                                                 ATTEMPTS.c.ended_at.is_(None))
                          .values(ended_at=now, outcome=Outcome.CANCELLED.value))
         tally.apply(conn, now)
-        conn.execute(_NEW_EVENT, _event(board_id, EventKind.RETRIED, now, count=len(jobs),
-                                        detail={"keys": list(keys)[:50]} if keys else
-                                        {"state": state}))
-    live.mark_dirty(board_id)
-    return len(jobs)
+        if done:
+            conn.execute(_NEW_EVENT, _event(board_id, EventKind.RETRIED, now, count=len(done),
+                                            detail={"keys": list(keys)[:50]} if keys else
+                                            {"state": state}))
+    return len(done)
 
 
 def set_priority(board_id: int, keys: Sequence[str], priority: int) -> int:
@@ -99,10 +108,9 @@ def set_priority(board_id: int, keys: Sequence[str], priority: int) -> int:
         waiting = and_(JOBS.c.state.in_([ACTIVE, BLOCKED]), JOBS.c.stage % 2 == 0)
         if last is not None:
             waiting = and_(waiting, JOBS.c.stage < last)
-        for i in range(0, len(keys), LOOKUP_CHUNK):
+        for part in chunked(keys):
             n += conn.execute(update(JOBS).where(JOBS.c.board_id == board_id,
-                                                 JOBS.c.key.in_(keys[i:i + LOOKUP_CHUNK]),
-                                                 waiting)
+                                                 JOBS.c.key.in_(part), waiting)
                               .values(priority=priority)).rowcount
     live.mark_dirty(board_id)
     return n

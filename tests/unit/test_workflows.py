@@ -322,7 +322,10 @@ def test_the_cap_holds_with_16_concurrent_claimers(app):
                 while True:
                     got = lifecycle.claim(b.id, 0, 2, worker=f"w{w}", lease=True)
                     if got:
-                        running = queries.board_status(b.id)["counts"].get("1", 0)
+                        with db.engine.connect() as conn:  # the jobs, not the counters
+                            running = conn.exec_driver_sql(
+                                "SELECT count(*) FROM jobs WHERE stage = 1 AND "
+                                "state = 'active'").scalar()
                         with lock:
                             peak[0] = max(peak[0], running)
                         lifecycle.advance(b.id, [Advance(j.attempt_id) for j in got])
@@ -444,3 +447,69 @@ def test_deleting_a_board_takes_its_dependencies_along(client):
     assert r.status_code == 200 and r.json["deleted_jobs"] == 4
     with db.engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT count(*) FROM dependencies").scalar() == 0
+
+
+def test_overlapping_pushes_of_one_workflow_both_land(app, monkeypatch):
+    """A push whose keys another push writes between its plan and its
+    write (a client that retried a slow push, two masters) leaves those as
+    written and links its own jobs to them."""
+    from jobserver.lifecycle import jobs as lifecycle_jobs
+
+    b = lifecycle.create_board("twice", [0, 5, 0])
+    planned = lifecycle_jobs._plan
+
+    def plan_then_another_push(*args, **kwargs):
+        plan = planned(*args, **kwargs)
+        monkeypatch.setattr(lifecycle_jobs, "_plan", planned)
+        lifecycle.push_jobs(b.id, [NewJob("a", "null", 0), NewJob("c", "null", 0)],
+                            {"c": Extras(after=("a",))})
+        return plan
+
+    monkeypatch.setattr(lifecycle_jobs, "_plan", plan_then_another_push)
+    r = lifecycle.push_jobs(b.id, [NewJob("a", "null", 0), NewJob("b", "null", 0)],
+                            {"b": Extras(after=("a",))})
+    assert (r.created, r.existing) == (1, 1)
+    got = lifecycle.claim(b.id, 0, 5, worker="w", lease=True)
+    assert [j.key for j in got] == ["a"]
+    lifecycle.advance(b.id, [Advance(got[0].attempt_id)])
+    assert sorted(j.key for j in lifecycle.claim(b.id, 0, 5)) == ["b", "c"]
+    assert queries.board_status(b.id)["counts"] == {"1": 2, "2": 1}
+
+
+def test_concurrent_retries_of_one_job_count_it_once(app):
+    b = lifecycle.create_board("re", [0, 5, 0], max_attempts=1)
+    lifecycle.push(b.id, [NewJob("x", "null", 0)])
+    (j,) = lifecycle.claim(b.id, 0, 1, worker="w", lease=True)
+    lifecycle.fail(b.id, j.attempt_id, "boom")
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(_retry_in(app, b.id)))
+               for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [0, 0, 0, 1]
+    status = queries.board_status(b.id)
+    assert status["counts"] == {"0": 1} and status["failed"] == 0
+
+
+def _retry_in(app, board_id):
+    with app.app_context():
+        return lifecycle.retry(board_id, keys=["x"])
+
+
+def test_a_claim_that_jumps_to_the_last_stage_releases_downstream_jobs(app):
+    b = lifecycle.create_board("jump", [0, 5, 0])
+    lifecycle.push_jobs(b.id, [NewJob("a", "null", 0), NewJob("b", "null", 0)],
+                        {"b": Extras(after=("a",))})
+    assert [j.key for j in lifecycle.claim(b.id, 0, 5, to_stage=2)] == ["a"]
+    assert [j.key for j in lifecycle.claim(b.id, 0, 5)] == ["b"]
+
+
+def test_the_classic_report_does_not_unblock_a_blocked_job(app):
+    b = lifecycle.create_board("hands", [0, 5, 0])
+    lifecycle.push_jobs(b.id, [NewJob("a", "null", 0), NewJob("b", "null", 0)],
+                        {"b": Extras(after=("a",))})
+    lifecycle.update_job(b.id, "b", 0)  # by hand, while a is not done
+    assert [j.key for j in lifecycle.claim(b.id, 0, 5)] == ["a"]
+    assert queries.board_status(b.id)["blocked"] == 1
