@@ -171,6 +171,7 @@ class Attempt(db.Model):
     log: Mapped[Optional[str]] = mapped_column(Text)  # stdout/stderr tail
     resources: Mapped[Optional[str]] = mapped_column(Text)  # JSON: last sample
     allocation: Mapped[Optional[str]] = mapped_column(String(200))  # e.g. SLURM_JOB_ID
+    notes: Mapped[int] = mapped_column(default=0, server_default=text("0"))  # kept (events)
 
 
 class Worker(db.Model):

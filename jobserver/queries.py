@@ -316,6 +316,9 @@ def list_jobs(board_id: int, stage: int | None, state: str | None, after: int,
     return jobs, (rows[-1].id if more else None)
 
 
+MAX_EVENTS_SHOWN = 1000  # a job's latest events in its detail
+
+
 def job_detail(board_id: int, key: str) -> dict[str, Any] | None:
     if "\x00" in key:  # no key has one (and PostgreSQL refuses to compare it)
         return None
@@ -326,9 +329,13 @@ def job_detail(board_id: int, key: str) -> dict[str, Any] | None:
         return None
     attempts = db.session.execute(
         select(ATTEMPTS).where(ATTEMPTS.c.job_id == job.id).order_by(ATTEMPTS.c.id)).all()
+    # the latest MAX_EVENTS_SHOWN (a job may have written thousands of notes)
     events = db.session.execute(
         select(EVENTS.c.kind, EVENTS.c.at, EVENTS.c.stage, EVENTS.c.detail)
-        .where(EVENTS.c.job_id == job.id).order_by(EVENTS.c.id)).all()
+        .where(EVENTS.c.job_id == job.id).order_by(EVENTS.c.id.desc())
+        .limit(MAX_EVENTS_SHOWN)).all()[::-1]
+    events_total = (len(events) if len(events) < MAX_EVENTS_SHOWN else db.session.execute(
+        select(func.count()).select_from(EVENTS).where(EVENTS.c.job_id == job.id)).scalar_one())
     near = neighbours(job.id)
     end_read()
     last = last_stage(board_id)
@@ -349,6 +356,7 @@ def job_detail(board_id: int, key: str) -> dict[str, Any] | None:
     out["events"] = [{"kind": e.kind, "at": e.at, "stage": e.stage,
                       "detail": None if e.detail is None else json.loads(e.detail)}
                      for e in events]
+    out["events_total"] = events_total
     logs = [a.log for a in attempts if a.log]
     out["log_tail"] = logs[-1] if logs else None
     # the latest tail at each stage: the next stage's output does not hide it

@@ -297,7 +297,9 @@ def _paths() -> dict[str, Any]:
     add("/boards/{name}/jobs/{key}", "get", "One job: payload, result, attempts per stage, "
         "events, output tails",
         _ok({"allOf": [_ref("Job"), obj({
-            "attempts_history": array({"type": "object"}), "events": array({"type": "object"}),
+            "attempts_history": array({"type": "object"}),
+            "events": {**array({"type": "object"}), "description": "the latest 1,000"},
+            "events_total": {"type": "integer"},
             "attempts_per_stage": array(obj({"stage": STAGE, "claims": {"type": "integer"},
                                              "done": {"type": "integer"},
                                              "failures": {"type": "integer"},

@@ -52,7 +52,8 @@ _OPEN_ATTEMPTS = (
     select(ATTEMPTS.c.id, ATTEMPTS.c.job_id, ATTEMPTS.c.stage, ATTEMPTS.c.worker,
            ATTEMPTS.c.board_id, ATTEMPTS.c.ended_at,
            JOBS.c.key, JOBS.c.state, JOBS.c.attempts, JOBS.c.stage.label("job_stage"),
-           JOBS.c.max_attempts.label("job_max_attempts"), ATTEMPTS.c.allocation)
+           JOBS.c.max_attempts.label("job_max_attempts"), ATTEMPTS.c.allocation,
+           ATTEMPTS.c.notes)
     .join(JOBS, JOBS.c.id == ATTEMPTS.c.job_id)
     .where(ATTEMPTS.c.id.in_(bindparam("ids", expanding=True)))
     # the jobs too: a cancel committing in between must not be counted twice
@@ -254,6 +255,39 @@ def cancel(board_id: int, keys: Sequence[str] | None = None) -> int:
     return n
 
 
+MAX_NOTES_PER_ATTEMPT = 10_000  # a chatty job cannot fill the database: the rest are dropped
+_COUNT_NOTES = (update(ATTEMPTS).where(ATTEMPTS.c.id == bindparam("attempt"))
+                .values(notes=ATTEMPTS.c.notes + bindparam("n")))
+
+
+def _keep_notes(conn: Connection, board_id: int, worker: str, found: dict[int, Any],
+                notes: dict[int, list[dict[str, str]]], now: float) -> None:
+    """Keep what running jobs wrote as @event/@log/@var lines as their
+    events, up to MAX_NOTES_PER_ATTEMPT an attempt (one last note says how
+    many more were dropped)."""
+    events, counted = [], []
+    for a, ns in notes.items():
+        if a not in found or found[a].worker != worker or not ns:
+            continue
+        room = MAX_NOTES_PER_ATTEMPT - found[a].notes
+        if room <= 0:
+            continue
+        kept = ns[:room]
+        if len(ns) > room:  # the last room is for saying so, once
+            kept = ns[:room - 1] + [{"kind": "log", "message": (
+                f"more notes dropped: at most {MAX_NOTES_PER_ATTEMPT} are kept an attempt")}]
+        events += [_event(board_id, NOTE_KINDS[n["kind"]], now, job_id=found[a].job_id,
+                          stage=found[a].stage,
+                          detail={k: _text(str(v), MAX_ERROR) for k, v in n.items()
+                                  if k != "kind"})
+                   for n in kept]
+        counted.append({"attempt": a, "n": len(kept)})
+    if events:
+        conn.execute(_NEW_EVENT, events)
+    if counted:
+        conn.execute(_COUNT_NOTES, counted)
+
+
 _KEEP_ALIVE = (
     update(JOBS)
     .where(JOBS.c.id.in_(
@@ -296,13 +330,7 @@ def heartbeat(board_id: int, worker: str, running: Sequence[int] = (),
                  if a in found and found[a].worker == worker]
         if tails:
             conn.execute(_KEEP_LOG, tails)
-        events = [_event(board_id, NOTE_KINDS[n["kind"]], now, job_id=found[a].job_id,
-                         stage=found[a].stage,
-                         detail={k: _text(str(v), MAX_ERROR) for k, v in n.items() if k != "kind"})
-                  for a, ns in (notes or {}).items() if a in found and found[a].worker == worker
-                  for n in ns]
-        if events:
-            conn.execute(_NEW_EVENT, events)
+        _keep_notes(conn, board_id, worker, found, notes or {}, now)
         samples = {a: s for a, s in samples.items() if a in found and found[a].worker == worker}
         if samples:
             conn.execute(update(ATTEMPTS).where(ATTEMPTS.c.id == bindparam("attempt"))

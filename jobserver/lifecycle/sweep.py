@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import collections
+import itertools
 import logging
 import time
 from typing import Any, Iterator
@@ -47,22 +48,32 @@ def _lose_silent_workers(conn: Connection, now: float, lost_after: float,
     return {r.board_id for r in conn.execute(q).all()}
 
 
-_FLAG_OVERDUE = (
-    update(JOBS)
-    .where(JOBS.c.id.in_(
-        select(JOBS.c.id)
-        .where(JOBS.c.board_id == bindparam("b"), JOBS.c.stage == bindparam("s"),
-               JOBS.c.state == ACTIVE, JOBS.c.priority == bindparam("p"),
-               # implied by the last term (a heartbeat is never older than the
-               # claim), but it lets the claim index skip the young jobs
-               JOBS.c.entered_at < bindparam("cut"),
-               JOBS.c.flagged.is_(False),
-               # a leased (API) job's lifetime counts from its last heartbeat
-               func.coalesce(JOBS.c.heartbeat_at, JOBS.c.entered_at) < bindparam("cut"))
-        .scalar_subquery()))
-    .values(flagged=True)
-    .returning(JOBS.c.id, JOBS.c.board_id, JOBS.c.stage, JOBS.c.attempts, JOBS.c.max_attempts)
-)
+def _flag_statement(per_priority: bool) -> Any:
+    """Flag a stage's overstaying jobs: those of one priority (a range of
+    the claim index), or of any (a walk over the stage's jobs)."""
+    return (
+        update(JOBS)
+        .where(JOBS.c.id.in_(
+            select(JOBS.c.id)
+            .where(JOBS.c.board_id == bindparam("b"), JOBS.c.stage == bindparam("s"),
+                   JOBS.c.state == ACTIVE,
+                   JOBS.c.priority == bindparam("p") if per_priority else true(),
+                   # implied by the last term (a heartbeat is never older than the
+                   # claim), but it lets the claim index skip the young jobs
+                   JOBS.c.entered_at < bindparam("cut"),
+                   JOBS.c.flagged.is_(False),
+                   # a leased (API) job's lifetime counts from its last heartbeat
+                   func.coalesce(JOBS.c.heartbeat_at, JOBS.c.entered_at) < bindparam("cut"))
+            .scalar_subquery()))
+        .values(flagged=True)
+        .returning(JOBS.c.id, JOBS.c.board_id, JOBS.c.stage, JOBS.c.attempts,
+                   JOBS.c.max_attempts)
+    )
+
+
+_FLAG_OVERDUE = _flag_statement(per_priority=True)
+_FLAG_OVERDUE_ANY = _flag_statement(per_priority=False)
+MAX_PRIORITY_WALK = 64  # distinct priorities walked at a stage; past that, one walk
 
 
 _PRIORITIES = select(func.max(JOBS.c.priority)).where(
@@ -91,9 +102,16 @@ def _flag_overdue(conn: Connection, now: float, board_id: int | None) -> list[An
         q = q.where(STAGES.c.board_id == board_id)
     rows: list[Any] = []
     for st in conn.execute(q).all():
-        for p in _priorities(conn, st.board_id, st.number):
+        cut = now - st.lifetime * 60.0
+        walk = list(itertools.islice(_priorities(conn, st.board_id, st.number),
+                                     MAX_PRIORITY_WALK + 1))
+        if len(walk) > MAX_PRIORITY_WALK:  # priorities by the thousand: one walk is cheaper
+            rows += conn.execute(_FLAG_OVERDUE_ANY, {"b": st.board_id, "s": st.number,
+                                                     "cut": cut}).all()
+            continue
+        for p in walk:
             rows += conn.execute(_FLAG_OVERDUE, {"b": st.board_id, "s": st.number, "p": p,
-                                                 "cut": now - st.lifetime * 60.0}).all()
+                                                 "cut": cut}).all()
     if 0 < len(rows) <= 100:
         conn.execute(_NEW_EVENT, [
             _event(r.board_id, EventKind.FLAGGED, now, job_id=r.id, stage=r.stage) for r in rows])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import sqlite3
 import threading
+import time
 
 import pytest
 
@@ -513,3 +514,37 @@ def test_the_classic_report_does_not_unblock_a_blocked_job(app):
     lifecycle.update_job(b.id, "b", 0)  # by hand, while a is not done
     assert [j.key for j in lifecycle.claim(b.id, 0, 5)] == ["a"]
     assert queries.board_status(b.id)["blocked"] == 1
+
+
+def test_a_chatty_job_keeps_at_most_its_share_of_notes(client, monkeypatch):
+    from jobserver.lifecycle import attempts as lifecycle_attempts
+
+    monkeypatch.setattr(lifecycle_attempts, "MAX_NOTES_PER_ATTEMPT", 25)
+    auth = api_board(client)
+    push(client, auth, [{"key": "chatty"}])
+    a = claim(client, auth)[0]["attempt_id"]
+    for beat in range(3):
+        notes = [{"kind": "log", "message": f"{beat}-{i}"} for i in range(10)]
+        r = client.post("/api/v1/boards/wf/heartbeat", headers=auth,
+                        json={"worker": "w1", "notes": {str(a): notes}})
+        assert r.status_code == 200
+    kept = [e["detail"]["message"] for e in job(client, auth, "chatty")["events"]
+            if e["kind"] == "log"]
+    assert len(kept) == 25 and kept[:20] == [f"{b}-{i}" for b in (0, 1) for i in range(10)]
+    assert kept[-1].startswith("more notes dropped")
+
+
+def test_the_sweep_finds_overstaying_jobs_of_any_number_of_priorities(app):
+    b = lifecycle.create_board("prio", [0, 1, 0])
+    n = 100  # more distinct priorities than the sweep walks one by one
+    lifecycle.push_jobs(b.id, [NewJob(f"j{i}", "null", 0) for i in range(n)],
+                        {f"j{i}": Extras(priority=-i) for i in range(n)})
+    assert len(lifecycle.claim(b.id, 0, n, worker="w", lease=True)) == n
+    assert len(lifecycle.claim(b.id, 0, 1)) == 0
+    swept = lifecycle.sweep(b.id, now=time.time() + 120)
+    assert (swept.flagged, swept.requeued) == (n, n)
+    few = lifecycle.create_board("few", [0, 1, 0])
+    lifecycle.push_jobs(few.id, [NewJob(f"j{i}", "null", 0) for i in range(6)],
+                        {f"j{i}": Extras(priority=i % 3) for i in range(6)})
+    lifecycle.claim(few.id, 0, 6, worker="w", lease=True)
+    assert lifecycle.sweep(few.id, now=time.time() + 120).requeued == 6

@@ -1,5 +1,5 @@
 """workflows: dependencies between jobs, priorities, per-job attempts,
-a cap on running jobs per board
+a cap on running jobs per board, notes counted per attempt
 
 Revision ID: 0005
 Revises: 0004
@@ -23,6 +23,9 @@ def upgrade():
         batch_op.add_column(sa.Column('max_attempts', sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column('waiting_on', sa.Integer(), nullable=False,
                                       server_default=sa.text('0')))
+    with op.batch_alter_table('attempts', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('notes', sa.Integer(), nullable=False,
+                                      server_default=sa.text('0')))
     # claims now take the highest priority first
     op.drop_index('ix_jobs_claim', table_name='jobs')
     op.create_index('ix_jobs_claim', 'jobs',
@@ -44,6 +47,8 @@ def downgrade():
     op.drop_table('dependencies')
     op.drop_index('ix_jobs_claim', table_name='jobs')
     op.create_index('ix_jobs_claim', 'jobs', ['board_id', 'stage', 'state', 'entered_at'])
+    with op.batch_alter_table('attempts', schema=None) as batch_op:
+        batch_op.drop_column('notes')
     with op.batch_alter_table('jobs', schema=None) as batch_op:
         batch_op.drop_column('waiting_on')
         batch_op.drop_column('max_attempts')
