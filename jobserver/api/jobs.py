@@ -62,7 +62,7 @@ def _new_jobs(items: list) -> tuple[list[tuple[str, str, int]], dict[str, lifecy
     big push runs it a million times (the checks are exact type tests: a
     bool is no int)."""
     jobs = []
-    extras: dict[str, lifecycle.Extras] = {}
+    found: dict[str, tuple[int, lifecycle.Extras]] = {}  # key -> (index, extras)
     append, dumps = jobs.append, json.dumps
     limit = max_payload()
     for n, item in enumerate(items, 1):
@@ -73,7 +73,7 @@ def _new_jobs(items: list) -> tuple[list[tuple[str, str, int]], dict[str, lifecy
                 or "\x00" in key:
             key = _key(key, n)
         if len(item) > 1 and any(f in item for f in _EXTRA_FIELDS):
-            extras.setdefault(key, _extras(item, key, n))
+            found.setdefault(key, (n - 1, _extras(item, key, n)))
         stage = item.get("stage", 0)
         if type(stage) is not int or not 0 <= stage <= MAX_PUSH_STAGE:
             raise BadRequest(f"job {n}: 'stage' must be an integer from 0 to {MAX_PUSH_STAGE}")
@@ -81,7 +81,28 @@ def _new_jobs(items: list) -> tuple[list[tuple[str, str, int]], dict[str, lifecy
         if len(payload) > limit:
             raise payload_too_large(key, len(payload), limit)
         append((key, payload, stage))
-    return jobs, extras
+    return jobs, _first_occurrences_only(jobs, found) if found else {}
+
+
+MAX_PUSH_EDGES = 10_000_000  # 'after' keys in one push, all jobs together
+
+
+def _first_occurrences_only(jobs: list[tuple[str, str, int]],
+                            found: dict[str, tuple[int, lifecycle.Extras]]
+                            ) -> dict[str, lifecycle.Extras]:
+    """A key pushed twice is the first one's (as its payload is): the
+    extras a later repetition brought are dropped.  Bounds the push's edges."""
+    first: dict[str, int] = {}
+    for i, (key, _, _) in enumerate(jobs):
+        if key in found and key not in first:
+            first[key] = i
+    extras = {k: e for k, (i, e) in found.items() if first[k] == i}
+    edges = sum(len(e.after) for e in extras.values())
+    if edges > MAX_PUSH_EDGES:
+        raise BadRequest(f"this push has {edges} 'after' keys in all: at most "
+                         f"{MAX_PUSH_EDGES} in one push; push the workflow in parts, upstream "
+                         "jobs first")
+    return extras
 
 
 @bp.post("/boards/<name>/jobs")
@@ -198,7 +219,10 @@ def release(name: str):
 def retry(name: str):
     """Failed or cancelled jobs back to waiting, with a fresh attempt budget."""
     board = board_for_request(name)
-    data = check_body(body_object(), "/boards/{name}/retry")
+    data = body_object()
+    if "keys" in data and "state" in data:
+        raise BadRequest("give 'keys' or 'state', not both")
+    check_body(data, "/boards/{name}/retry")
     keys = data.get("keys")
     return jsonify(retried=lifecycle.retry(board.id, None if keys is None
                                            else [str(k) for k in keys], data.get("state")))

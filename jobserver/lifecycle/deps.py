@@ -33,7 +33,7 @@ class Extras:
     max_attempts: int | None = None
 
 
-def _named(keys: Iterable[str]) -> str:
+def named(keys: Iterable[str]) -> str:
     keys = sorted(keys)
     shown = ", ".join(repr(k) for k in keys[:SHOWN_KEYS])
     return shown + (f" and {len(keys) - SHOWN_KEYS} more" if len(keys) > SHOWN_KEYS else "")
@@ -83,7 +83,7 @@ def upstream_first(new: dict[str, tuple[str, ...]]) -> list[str]:
     if len(order) < len(new):
         stuck = {k for k, n in pending.items() if n > 0}
         raise LifecycleError(f"these jobs depend on each other in a cycle (or on a job in "
-                             f"one): {_named(stuck)}; nothing was pushed")
+                             f"one): {named(stuck)}; nothing was pushed")
     return order
 
 
@@ -93,11 +93,11 @@ def check_after(new: dict[str, tuple[str, ...]], known: set[str]) -> None:
     unknown = {a for after in new.values() for a in after if a not in known}
     if unknown:
         raise LifecycleError(f"'after' names jobs that are neither on this board nor in this "
-                             f"push: {_named(unknown)}; nothing was pushed")
+                             f"push: {named(unknown)}; nothing was pushed")
     selfish = {k for k, after in new.items() if k in after}
     if selfish:
         raise LifecycleError(f"these jobs name themselves in 'after' (a cycle): "
-                             f"{_named(selfish)}; nothing was pushed")
+                             f"{named(selfish)}; nothing was pushed")
 
 
 _DONE_NOW = (select(JOBS.c.id, JOBS.c.stage, JOBS.c.state)

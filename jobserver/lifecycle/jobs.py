@@ -152,9 +152,8 @@ class _Plan(NamedTuple):
 def _plan(conn: Connection, board_id: int, jobs: list, extras: dict[str, Extras],
           workflow: bool) -> _Plan:
     """Read what exists, check the new jobs' upstream keys and cycles."""
-    first: dict[str, str] = {}
-    for key, payload, _ in jobs:
-        first.setdefault(key, payload)
+    firsts = _firsts(jobs)
+    first = {k: payload for k, (_, payload, _) in firsts.items()}
     upstream = {a for e in extras.values() for a in e.after}
     existing = deps.existing_jobs(conn, board_id, [*first, *(upstream - first.keys())])
     last = conn.execute(_LAST_STAGE, {"b": board_id}).scalar()
@@ -164,9 +163,21 @@ def _plan(conn: Connection, board_id: int, jobs: list, extras: dict[str, Extras]
             raise LifecycleError("this board has no declared stages, so no job is ever done: "
                                  "declare them (/init or board create) before using 'after'")
         deps.check_after(new, set(first) | set(existing))
+        odd = [k for k, (_, _, stage) in firsts.items() if new.get(k) and stage % 2]
+        if odd:
+            raise LifecycleError(f"jobs with 'after' wait at an even stage; these are pushed at "
+                                 f"odd (running) stages: {deps.named(odd)}; nothing was pushed")
     order = deps.upstream_first(new) if workflow else list(new)
     mine = [k for k in first if k in existing]
     return _Plan(existing, order, _changed(conn, mine, first, extras, existing), last)
+
+
+def _firsts(jobs: list) -> dict[str, tuple[str, str, int]]:
+    """Each key's first job in a push (a repeated key is the first one's)."""
+    first: dict[str, tuple[str, str, int]] = {}
+    for job in jobs:
+        first.setdefault(job[0], job)
+    return first
 
 
 def _same_payload(stored: str, pushed: str) -> bool:
@@ -236,9 +247,7 @@ def _write_workflow(board_id: int, jobs: list, extras: dict[str, Extras], plan: 
     as existing)."""
     now = time.time()
     last = plan.last
-    pushed: dict[str, tuple[str, str, int]] = {}
-    for job in jobs:
-        pushed.setdefault(job[0], job)
+    pushed = _firsts(jobs)
     ids = {k: r.id for k, r in plan.existing.items()}
     created = 0
     tally = Tally()

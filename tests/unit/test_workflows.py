@@ -548,3 +548,18 @@ def test_the_sweep_finds_overstaying_jobs_of_any_number_of_priorities(app):
                         {f"j{i}": Extras(priority=i % 3) for i in range(6)})
     lifecycle.claim(few.id, 0, 6, worker="w", lease=True)
     assert lifecycle.sweep(few.id, now=time.time() + 120).requeued == 6
+
+
+def test_more_bad_workflow_input(client):
+    auth = api_board(client)
+    # a key pushed twice is the first one's, extras included
+    r = push(client, auth, [{"key": "u"}, {"key": "x", "payload": 1},
+                            {"key": "x", "payload": 2, "after": ["u"], "priority": 9}])
+    assert r.json["created"] == 2
+    x = job(client, auth, "x")
+    assert (x["payload"], x["after"], x["priority"], x["state"]) == (1, [], 0, "waiting")
+    r = push(client, auth, [{"key": "odd", "stage": 1, "after": ["u"]}])
+    assert r.status_code == 400 and "'odd'" in r.json["message"]
+    r = client.post("/api/v1/boards/wf/retry", json={"keys": ["x"], "state": "failed"},
+                    headers=auth)
+    assert r.status_code == 400 and r.json["message"] == "give 'keys' or 'state', not both"
