@@ -206,6 +206,8 @@ def run(ctx: click.Context, stage: int, to_stage: int | None, parallel: int, bat
     runner.install_signals()
     stats = runner.run()
     click.echo(stats.summary(classic=classic), err=True)
+    if stats.stopped_by:
+        raise click.ClickException(f"stopped: {stats.stopped_by}")
     if stats.failed_for_good or (classic and stats.failed_attempts):
         ctx.exit(EXIT_FAILED_JOBS)
 

@@ -99,8 +99,12 @@ def expand(args: Sequence[str], job: Job) -> list[str]:
 
 
 class BadPayload(ValueError):
+    """A command job whose command cannot be run as given."""
+
+
+class NoCommand(BadPayload):
     """A job without a command of its own reached a worker that runs jobs'
-    own commands."""
+    own commands: the worker was started wrong, not the job."""
 
 
 def payload_command(job: Job) -> tuple[list[str], str | None, dict[str, str]]:
@@ -108,7 +112,7 @@ def payload_command(job: Job) -> tuple[list[str], str | None, dict[str, str]]:
     payload ``{"command": [argv...], "cwd"?: str, "env"?: {str: str}}``."""
     payload = job.payload
     if not isinstance(payload, dict) or "command" not in payload:
-        raise BadPayload(
+        raise NoCommand(
             f"job {job.key} has no command of its own: its payload has no \"command\" "
             f"(a list: argv, as `jobworker submit` pushes); give this worker a command "
             f"(`jobworker run --stage S -- COMMAND ...`) for jobs whose payload is data")
@@ -151,6 +155,7 @@ class Stats:
     retried: int = 0
     cancelled: int = 0
     started: float = field(default_factory=time.monotonic)
+    stopped_by: str | None = None  # why the worker stopped early (a job it cannot run)
 
     def count_failure(self, outcome: str | None) -> None:
         self.failed_attempts += 1
@@ -509,6 +514,16 @@ class Runner:
                 log.info("job %s failed: %s%s", job.key, why,
                          {"failed": " (for good)", "requeued": " (will be retried)"}
                          .get(outcome or "", ""))
+        except NoCommand as exc:  # this worker is the wrong one: give the job back, stop
+            try:
+                self.source.release([job])
+            except Exception as release_error:
+                log.warning("could not give job %s back: %s", job.key, release_error)
+            with self._lock:
+                if self.stats.stopped_by is None:
+                    log.error("%s", exc)
+                    self.stats.stopped_by = str(exc)
+                self.stopping = True
         except Exception as exc:  # a report that failed for good, a bad ARGS template...
             log.error("job %s: %s", job.key, exc)
             outcome = None

@@ -162,17 +162,6 @@ def test_notes_arrive_while_the_job_runs(board):
     assert w.returncode == 0, out[-2000:]
 
 
-def test_a_job_without_a_command_fails_in_one_line(board):
-    c = board()
-    c.push([{"key": "data", "payload": {"input": "x.dat"}}])
-    done = run_worker(c, "--stage", "0")
-    assert done.returncode == 3, done.stderr[-2000:]
-    job = c.job("data")
-    assert job["state"] == "failed"
-    assert job["error"].startswith('job data has no command of its own: its payload has no '
-                                   '"command"')
-
-
 def test_retry_failed_releases_the_blocked_downstream_job(board, tmp_path):
     c = board(max_attempts=1)
     flag = tmp_path / "fixed"
@@ -246,3 +235,15 @@ def test_an_idle_worker_waits_for_blocked_jobs_and_a_full_cap(board, tmp_path):
     done = run_worker(failing, "--stage", "0")
     assert done.returncode == 3 and time.monotonic() - t < 30
     assert failing.job("after-bad")["state"] == "blocked"
+
+
+def test_a_worker_without_a_command_on_a_board_of_data_stops_and_fails_nothing(board):
+    c = board(max_attempts=3)
+    c.push({"key": f"d{i}", "payload": {"n": i}} for i in range(20))
+    done = run_worker(c, "--stage", "0", "--parallel", "4")
+    assert done.returncode == 1
+    assert "has no command of its own" in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("Error: stopped: job d")
+    status = c.status()
+    assert status["failed"] == 0 and status["counts"] == {0: 20}
+    assert all(j["attempts"] == 0 for j in c.list_jobs())

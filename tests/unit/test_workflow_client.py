@@ -212,17 +212,22 @@ def test_jobs_run_their_own_commands_with_cwd_env_and_notes(tmp_path, monkeypatc
     assert [n["value"] for n in sent if n["kind"] == "var"] == ["42", "43"]
 
 
-def test_a_job_without_a_command_fails_with_a_clear_error():
-    source = run_jobs([Job("data", {"input": "x.dat"}, 0, attempt_id=1),
-                       Job("argv", {"command": "ls -l"}, 0, attempt_id=2),
-                       Job("none", None, 0, attempt_id=3)])
+def test_a_malformed_command_fails_the_job_and_data_stops_the_worker():
+    source = run_jobs([Job("argv", {"command": "ls -l"}, 0, attempt_id=2)])
     errors = {key: error for kind, key, error in source.log if kind == "failed"}
-    assert set(errors) == {"data", "argv", "none"}
-    assert errors["data"].startswith("job data has no command of its own: its payload has "
-                                     'no "command"')
-    assert "jobworker run --stage S -- COMMAND" in errors["data"]
-    assert errors["argv"] == ('job argv: its payload\'s "command" must be a non-empty list of '
-                              'strings (argv), got "ls -l"')
+    assert errors == {"argv": 'job argv: its payload\'s "command" must be a non-empty list '
+                              'of strings (argv), got "ls -l"'}
+    # a job that is data reached a worker without a command: the worker was
+    # started wrong, not the job: given back, and the worker stops
+    runner_source = FakeSource([Job("data", {"input": "x.dat"}, 0, attempt_id=1),
+                                Job("none", None, 0, attempt_id=3)])
+    stats = Runner(runner_source, RunOptions(stage=0, command=[]),  # type: ignore[arg-type]
+                   tty=False).run()
+    assert [e for e in runner_source.log if e[0] == "failed"] == []
+    assert ("release", ["data"]) in runner_source.log
+    assert stats.stopped_by.startswith("job data has no command of its own: its payload has "
+                                       'no "command"')
+    assert "jobworker run --stage S -- COMMAND" in stats.stopped_by
 
 
 def test_a_missing_program_or_directory_is_one_line(tmp_path):
