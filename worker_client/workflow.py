@@ -196,7 +196,10 @@ class Workflow:
         ``existing``, ``changed`` (tasks on the board whose payload or
         upstream keys differ from this workflow's; left as they are, and
         logged as a warning) and ``changed_keys`` (the first 50).
-        ``strict``: refuse such a push (ApiError 409) instead."""
+        ``strict``: refuse such a push (ApiError 409) instead; the workflow
+        then goes in one request, so that a refusal writes none of it."""
+        if strict:
+            chunk = max(chunk, len(self.tasks))
         got = self.client.push((t.job() for t in self.ordered()), chunk=chunk, strict=strict)
         if got["changed"]:
             log.warning("%d task(s) differ from what board %s holds for their keys (left as "
@@ -207,7 +210,9 @@ class Workflow:
     def wait(self, interval: float = 2.0, progress: bool = True,
              timeout: float | None = None) -> list[Task]:
         """Poll the board every ``interval`` seconds until nothing is waiting
-        or running (a progress bar on stderr if ``progress``).  Returns this
+        or running (a progress bar on stderr if ``progress``).  It follows
+        the whole board: give a workflow a board of its own, or this waits
+        for the other jobs on it too.  Returns this
         workflow's tasks that did not get done: failed, cancelled, and blocked
         behind those (each with ``state`` and, if failed, ``error``); an empty
         list when all went well.  ``timeout`` seconds: TimeoutError.  A
