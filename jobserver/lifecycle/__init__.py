@@ -36,10 +36,12 @@ from .retry import retry, set_priority
 from .sweep import requeue_flagged, sweep
 
 __all__ = [
-    "BOARDS", "UNCHANGED", "Advance", "BoardRef", "ClaimedJob", "Conflict", "Extras",
-    "LifecycleError", "NewJob", "NotFound", "PushResult", "SweepResult", "UnknownStage", "advance", "board_by_name", "board_for_token",
-    "board_settings", "cancel", "claim", "classic_board_name", "create_board", "delete_board",
-    "ensure_board", "fail", "find_board", "heartbeat", "issue_token", "lifetimes", "list_tokens",
-    "push", "push_jobs", "release", "report_allocation", "retry", "set_priority", "rename_guessable_boards", "requeue_flagged", "revoke_token", "set_board_options", "set_lifetime",
-    "set_lifetimes_if_unset", "set_stage_name", "sweep", "update_job",
+    "Advance", "BOARDS", "BoardRef", "ClaimedJob", "Conflict", "Extras", "LifecycleError",
+    "NewJob", "NotFound", "PushResult", "SweepResult", "UNCHANGED", "UnknownStage", "advance",
+    "board_by_name", "board_for_token", "board_settings", "cancel", "claim",
+    "classic_board_name", "create_board", "delete_board", "ensure_board", "fail", "find_board",
+    "heartbeat", "issue_token", "lifetimes", "list_tokens", "push", "push_jobs", "release",
+    "rename_guessable_boards", "report_allocation", "requeue_flagged", "retry", "revoke_token",
+    "set_board_options", "set_lifetime", "set_lifetimes_if_unset", "set_priority",
+    "set_stage_name", "sweep", "update_job",
 ]
