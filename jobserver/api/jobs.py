@@ -30,8 +30,10 @@ def _key(key: object, n: int | str, field: str = "key") -> str:
 
 
 def _int_in(item: dict, field: str, bounds: tuple[int, int], n: str) -> int | None:
-    value = item.get(field)
-    if value is not None and (type(value) is not int or not bounds[0] <= value <= bounds[1]):
+    if field not in item:
+        return None
+    value = item[field]  # present: an integer (null is not one)
+    if type(value) is not int or not bounds[0] <= value <= bounds[1]:
         raise BadRequest(f"job {n}: '{field}' must be an integer from {bounds[0]} to "
                          f"{bounds[1]}")
     return value
@@ -40,9 +42,7 @@ def _int_in(item: dict, field: str, bounds: tuple[int, int], n: str) -> int | No
 def _extras(item: dict, key: str, n: int) -> lifecycle.Extras:
     """A job's upstream keys, priority and attempts, checked."""
     where = f"{n} ({key[:50]!r})"
-    after = item.get("after")
-    if after is None:
-        after = []
+    after = item.get("after", [])  # present: a list (null is not one)
     if type(after) is not list or len(after) > PUSH_RULES["max_after"]:
         raise BadRequest(f"job {where}: 'after' must be a list of at most "
                          f"{PUSH_RULES['max_after']} keys")
@@ -219,10 +219,7 @@ def release(name: str):
 def retry(name: str):
     """Failed or cancelled jobs back to waiting, with a fresh attempt budget."""
     board = board_for_request(name)
-    data = body_object()
-    if "keys" in data and "state" in data:
-        raise BadRequest("give 'keys' or 'state', not both")
-    check_body(data, "/boards/{name}/retry")
+    data = check_body(body_object(), "/boards/{name}/retry")
     keys = data.get("keys")
     return jsonify(retried=lifecycle.retry(board.id, None if keys is None
                                            else [str(k) for k in keys], data.get("state")))

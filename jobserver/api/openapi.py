@@ -118,10 +118,11 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
         "max_running": nullable(MAX_RUNNING), "max_attempts": ATTEMPTS_LIMIT,
         "auto_requeue": BOOL}),
     ("/boards/{name}/retry", "post"): {
-        "oneOf": [obj({"keys": array(KEY, MAX_BATCH)}, ["keys"]),
-                  obj({"state": {"type": "string", "enum": ["failed", "cancelled"]}},
-                      ["state"])],
-        "description": "the keys to retry, or every job in one state"},
+        **obj({"keys": array(KEY, MAX_BATCH),
+               "state": {"type": "string", "enum": ["failed", "cancelled"]}}),
+        "anyOf": [{"required": ["keys"]}, {"required": ["state"]}],
+        "description": "the keys to retry (failed or cancelled ones), every job in one state, "
+                       "or those keys in that state"},
     ("/boards/{name}/priority", "post"): obj({"keys": array(KEY, MAX_BATCH),
                                               "priority": INT32}, ["keys", "priority"]),
     ("/boards/{name}/stages/{stage}", "put"): obj({

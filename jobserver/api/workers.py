@@ -10,6 +10,7 @@ from werkzeug.exceptions import BadRequest
 from .. import lifecycle, pools, queries
 from . import bp
 from .auth import board_for_request
+from ..lifecycle.pools import ALLOCATION_FIELDS
 from .openapi import ALLOCATION_ID, MAX_NOTES
 from .validate import body_object, check_body
 
@@ -61,7 +62,8 @@ def report_allocation(name: str, allocation: str):
     if not ALLOCATION_ID_RE.match(allocation):
         raise BadRequest("an allocation id is 1 to 200 letters, digits, '.', '_', ':' or '-'")
     data = check_body(body_object(), "/boards/{name}/allocations/{allocation}", "put")
-    lifecycle.report_allocation(board.id, allocation, data.pop("state"), **data)
+    lifecycle.report_allocation(board.id, allocation, data["state"], **{
+        k: data[k] for k in ALLOCATION_FIELDS if k in data})  # others are ignored
     return jsonify(pools.list_allocations(board.id, only=allocation)[0])
 
 

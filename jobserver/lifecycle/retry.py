@@ -36,15 +36,15 @@ def _waited_at(conn: Connection, jobs: list[Any]) -> dict[int, int]:
 
 
 def retry(board_id: int, keys: Sequence[str] | None = None, state: str | None = None) -> int:
-    """Put failed or cancelled jobs (those keys, or all of one ``state``)
-    back where they last waited with a fresh attempt budget: waiting, or
+    """Put failed or cancelled jobs (those keys, all of one ``state``, or
+    those keys in that state) back where they last waited with a fresh attempt budget: waiting, or
     blocked while upstream jobs are not done.  Their downstream jobs follow
     by themselves once they are done.  Returns how many were put back.
 
     Chunks of RETRY_CHUNK jobs, one transaction each; a job changed by
     someone else meanwhile (another retry) is left to them."""
-    if (keys is None) == (state is None):
-        raise LifecycleError("give either keys or a state (failed or cancelled)")
+    if keys is None and state is None:
+        raise LifecycleError("give keys, a state (failed or cancelled), or both")
     if state is not None and state not in RETRYABLE:
         raise LifecycleError(f"only failed or cancelled jobs can be retried, not {state!r}")
     q = (select(JOBS.c.id, JOBS.c.stage, JOBS.c.state).where(JOBS.c.board_id == board_id)

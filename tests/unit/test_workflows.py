@@ -562,4 +562,6 @@ def test_more_bad_workflow_input(client):
     assert r.status_code == 400 and "'odd'" in r.json["message"]
     r = client.post("/api/v1/boards/wf/retry", json={"keys": ["x"], "state": "failed"},
                     headers=auth)
-    assert r.status_code == 400 and r.json["message"] == "give 'keys' or 'state', not both"
+    assert r.json == {"retried": 0}  # x is not failed
+    r = push(client, auth, [{"key": "nul", "priority": None}])
+    assert r.status_code == 400 and "'priority'" in r.json["message"]
