@@ -29,7 +29,7 @@ def test_server_on_postgresql(tmp_path):
         r = requests.post(f"{url}/api/v1/boards", headers=ADMIN, json={"name": "pg", "lifetimes": [0, 5, 0]})
         c = Client(url, "pg", r.json()["token"])
         assert c.push({"key": f"p{i}", "payload": i} for i in range(300)) == {
-            "created": 300, "existing": 0}
+            "created": 300, "existing": 0, "changed": 0, "changed_keys": []}
         while jobs := c.claim(0, 50):
             c.advance(jobs)
         assert c.status()["counts"] == {2: 300}
