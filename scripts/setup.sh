@@ -2,9 +2,9 @@
 # Set up a jobserver checkout: a virtualenv in .venv with the package installed
 # (editable), and the browser libraries from the npm registry copied into
 # static/vendor.  With --test, also the test tools and the system packages the
-# browser, Apache and Slurm tests need (Debian's chromium, apache2, mod_wsgi,
-# slurm-wlm, munge; only when run as root and only what is missing), and a
-# single-node Slurm on this machine when `sinfo` gets no answer.
+# browser, Apache, nginx and Slurm tests need (Debian's chromium, apache2,
+# mod_wsgi, nginx, slurm-wlm, munge; only when run as root and only what is
+# missing), and a single-node Slurm on this machine when `sinfo` gets no answer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -79,6 +79,7 @@ if [ "$want_test" = 1 ]; then
   [ -x /usr/bin/chromium ] || missing+=(chromium)
   command -v apache2 >/dev/null 2>&1 || [ -x /usr/sbin/apache2 ] || missing+=(apache2)
   [ -e /usr/lib/apache2/modules/mod_wsgi.so ] || missing+=(libapache2-mod-wsgi-py3)
+  [ -x /usr/sbin/nginx ] || missing+=(nginx)
   /usr/bin/python3 -c 'import ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
   { [ -x /usr/sbin/slurmctld ] && [ -x /usr/bin/sbatch ]; } || missing+=(slurm-wlm)
   [ -x /usr/sbin/munged ] || missing+=(munge)
@@ -89,7 +90,7 @@ if [ "$want_test" = 1 ]; then
       apt-get update -qq
       apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     else
-      log "missing system packages (${missing[*]}): the browser/Apache/Slurm tests will skip"
+      log "missing system packages (${missing[*]}): the browser/Apache/nginx/Slurm tests will skip"
     fi
   fi
   start_slurm
