@@ -60,6 +60,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         app,
         async_mode=app.config["ASYNC_MODE"],
         allow_upgrades=app.config["WEBSOCKET"],
+        message_queue=app.config["MESSAGE_QUEUE"] or None,
     )
     live.init_app(app)
     sweeper.init_app(app)

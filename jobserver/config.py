@@ -29,6 +29,10 @@ DEFAULTS: dict[str, Any] = {
     "VIEW_PASSWORD": "",
     # Seconds between two live updates of one board (the coalescing window).
     "LIVE_INTERVAL": 0.5,
+    # Several server processes: Socket.IO's message queue (e.g.
+    # redis://127.0.0.1:6379/0), so that a page on one process sees the
+    # work done through the others; empty: one process.
+    "MESSAGE_QUEUE": "",
     # Whether the Socket.IO server lets clients upgrade to WebSocket
     # (mod_wsgi cannot carry WebSocket: it must be False there).
     "WEBSOCKET": True,

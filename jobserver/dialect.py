@@ -180,3 +180,16 @@ def optimize(engine: Engine) -> None:
     with write_transaction(engine) as conn:
         conn.exec_driver_sql("PRAGMA analysis_limit=1000")
         conn.exec_driver_sql("ANALYZE")
+
+
+SWEEP_LOCK = 0x6A6F6273776570  # an arbitrary 64-bit key: "jobswep"
+
+
+def try_sweep_lock(conn: Connection) -> bool:
+    """Whether this transaction may sweep: on PostgreSQL, one process at a
+    time holds a transaction-scoped advisory lock (released at its commit,
+    or when its process dies); SQLite's single writer needs none."""
+    if conn.dialect.name != "postgresql":
+        return True
+    return bool(conn.exec_driver_sql("SELECT pg_try_advisory_xact_lock(%s)",
+                                     (SWEEP_LOCK,)).scalar())

@@ -5,6 +5,12 @@ process wakes every ``LIVE_INTERVAL`` seconds, and for each board that changed
 since its last pass computes the summary once and sends it to that board's
 room.  A burst of 10,000 claims therefore becomes one message per interval.
 The dirty set is bounded by the number of boards, not by traffic.
+
+Several processes (MESSAGE_QUEUE set): every emit goes through the queue
+to the pages of every process, and a board is sent by one process per
+interval whichever processes changed it: a short-lived key in the queue's
+Redis (SET NX PX) says which; the others keep the board dirty for their
+next pass.
 """
 from __future__ import annotations
 
@@ -44,6 +50,11 @@ class Broadcaster:
         self._started = False
         self._stopped = threading.Event()
         self._task: Any = None
+        self.shared = None  # the message queue's Redis, when several processes share pages
+        if app.config["MESSAGE_QUEUE"]:
+            import redis
+
+            self.shared = redis.Redis.from_url(app.config["MESSAGE_QUEUE"])
 
     def mark(self, board_id: int) -> None:
         with self._lock:
@@ -81,19 +92,45 @@ class Broadcaster:
             except Exception:  # keep the emitter alive whatever one pass does
                 log.exception("live update failed")
 
+    def _my_turn(self, dirty: set[int]) -> set[int]:
+        """The dirty boards this process sends now: all of them alone; with
+        other processes, those no process has sent within the interval (the
+        others stay dirty for the next pass)."""
+        if self.shared is None:
+            return dirty
+        mine, later = set(), set()
+        ms = max(int(self.interval * 1000), 1)
+        for board_id in dirty:
+            if self.shared.set(f"jobserver:live:{board_id}", 1, nx=True, px=ms):
+                mine.add(board_id)
+            else:
+                later.add(board_id)
+        if later:
+            with self._lock:
+                self._dirty |= later
+        return mine
+
+    def _watched(self, room: str) -> bool:
+        """Whether a page watches ``room``: asked of this process's clients;
+        with several processes the pages may be on the others, so always."""
+        return self.shared is not None or _watched(room)
+
     def flush(self, dirty: set[int]) -> None:
         from . import insights, queries
 
+        dirty = self._my_turn(dirty)
+        if not dirty:
+            return
         with self.app.app_context():
             # compute only what somebody is watching
             for board_id in dirty:
-                if _watched(board_room(board_id)):
+                if self._watched(board_room(board_id)):
                     socketio.emit("board", queries.board_summary(board_id),
                                   to=board_room(board_id))
-                if _watched(dashboard_room(board_id)):
+                if self._watched(dashboard_room(board_id)):
                     socketio.emit("dashboard", insights.live_payload(board_id),
                                   to=dashboard_room(board_id))
-            if _watched(HOME_ROOM):  # the changed boards' rows only
+            if self._watched(HOME_ROOM):  # the changed boards' rows only
                 rows = insights.boards_overview(dirty)
                 socketio.emit("boards", rows, to=HOME_ROOM)
                 gone = dirty - {r["id"] for r in rows}

@@ -103,7 +103,7 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 if [ "$want_test" = 1 ]; then
   log "installing jobserver (editable) with test extras"
-  .venv/bin/python -m pip install -q -e '.[test,postgres]'
+  .venv/bin/python -m pip install -q -e '.[test,postgres,scale]'
 else
   log "installing jobserver (editable)"
   .venv/bin/python -m pip install -q -e .

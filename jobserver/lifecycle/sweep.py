@@ -9,8 +9,8 @@ from typing import Any, Iterator
 
 from sqlalchemy import Connection, bindparam, func, select, true, update
 
-from .. import live
-from ..dialect import write_transaction
+from .. import live, wakeup
+from ..dialect import try_sweep_lock, write_transaction
 from ..models import EventKind, JobState, Outcome, WorkerState
 from . import deps
 from .counters import Tally
@@ -182,14 +182,19 @@ def sweep(board_id: int | None = None, now: float | None = None,
           lost_after: float = 60.0) -> SweepResult:
     """Flag overstaying jobs (of one board or all), requeue or fail the
     flagged ones at odd stages on boards that ask for it, and mark workers
-    silent for ``lost_after`` seconds as lost."""
+    silent for ``lost_after`` seconds as lost.  One process at a time (on
+    PostgreSQL, several servers share the work: a sweep finding another
+    under way does nothing)."""
     now = time.time() if now is None else now
     with write_transaction(_engine()) as conn:
+        if not try_sweep_lock(conn):  # another process sweeps right now
+            return SweepResult(0, 0, 0)
         flagged = _flag_overdue(conn, now, board_id)
         requeued, failed = _auto_requeue(conn, flagged, now)
         changed = _lose_silent_workers(conn, now, lost_after, board_id)
     for b in changed | {r.board_id for r in flagged}:
         live.mark_dirty(b)
+        wakeup.work_arrived(b)
     if flagged:
         log.info("sweep: %d flagged, %d requeued, %d failed", len(flagged), requeued, failed)
     return SweepResult(len(flagged), requeued, failed)
@@ -217,4 +222,5 @@ def requeue_flagged(board_id: int, old: int, new: int) -> int:
                 _event(board_id, EventKind.REQUEUED, now, job_id=j, stage=new,
                        detail={"reason": "check_stages", "from": old}) for j in ids])
     live.mark_dirty(board_id)
+    wakeup.work_arrived(board_id)
     return len(ids)
