@@ -70,12 +70,16 @@ def worker(url: str, jobix: int, out: "mp.Queue[list[int]]", keepalive: bool) ->
 ADMIN_TOKEN = "bench-admin"  # the benchmark servers' admin token (they create boards)
 
 
-def start_server(instance: str, mode: str = "eventlet") -> tuple[subprocess.Popen, str]:
-    """`jobserver serve` on a free port with a fresh SQLite file in ``instance``."""
+def start_server(instance: str, mode: str = "eventlet",
+                 database: str | None = None) -> tuple[subprocess.Popen, str]:
+    """`jobserver serve` on a free port with a fresh SQLite file in ``instance``
+    (or on ``database``, a URL)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = dict(os.environ, JOBSERVER_INSTANCE=instance, JOBSERVER_ADMIN_TOKEN=ADMIN_TOKEN)
     env.pop("JOBSERVER_DATABASE_URL", None)
+    if database:
+        env["JOBSERVER_DATABASE_URL"] = database
     server = subprocess.Popen(
         [sys.executable, "-m", "jobserver", "serve", "--port", str(port), "--async-mode", mode],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
@@ -89,9 +93,10 @@ def start_server(instance: str, mode: str = "eventlet") -> tuple[subprocess.Pope
     raise RuntimeError("the server did not start")
 
 
-def http_run(n_jobs: int, n_workers: int, mode: str, keepalive: bool) -> tuple[float, int, int, float]:
+def http_run(n_jobs: int, n_workers: int, mode: str, keepalive: bool,
+             database: str | None = None) -> tuple[float, int, int, float]:
     with tempfile.TemporaryDirectory() as tmp:
-        server, url = start_server(tmp, mode)
+        server, url = start_server(tmp, mode, database)
         try:
             jobix = 1
             body = zlib.compress(json.dumps(
@@ -149,6 +154,9 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=16, help="concurrent worker processes (default 16)")
     ap.add_argument("--mode", choices=["threading", "eventlet", "both"], default="eventlet",
                     help="server async mode (default eventlet, as `jobserver serve`)")
+    ap.add_argument("--database", default=None,
+                    help="a database URL for the server (default: a fresh SQLite file); "
+                         "a PostgreSQL database is used as it is: give an empty one")
     ap.add_argument("--keepalive", action="store_true",
                     help="workers reuse one HTTP connection (the seed's urllib does not)")
     args = ap.parse_args()
@@ -158,9 +166,11 @@ def main() -> None:
     print(f"in-process SQLite claim+update loop: {base_rate:8.0f} jobs/s  ({args.jobs} jobs, 1 thread)")
     modes = ["threading", "eventlet"] if args.mode == "both" else [args.mode]
     for mode in modes:
-        elapsed, dupes, lost, cpu = http_run(args.jobs, args.workers, mode, args.keepalive)
+        elapsed, dupes, lost, cpu = http_run(args.jobs, args.workers, mode, args.keepalive,
+                                             args.database)
         rate = args.jobs / elapsed
-        print(f"HTTP classic loop, {mode:9s}, {args.workers} workers"
+        print(f"HTTP classic loop, {mode:9s}, {'PostgreSQL' if args.database else 'SQLite'}, "
+              f"{args.workers} workers"
               f"{' keep-alive' if args.keepalive else ''}: {rate:8.0f} jobs/s "
               f"({rate / base_rate:.2f} of in-process), duplicates {dupes}, lost {lost}, "
               f"server CPU {1000 * cpu / args.jobs:.2f} ms/job ({100 * cpu / elapsed:.0f}% of a core)")
