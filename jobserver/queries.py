@@ -43,6 +43,18 @@ def kept_counts(board_id: int) -> list[Any]:
     return rows
 
 
+def waiting_counts(pairs: list[tuple[int, int]]) -> set[tuple[int, int]]:
+    """Which of these (board, stage) pairs have jobs waiting there, by the
+    kept counters (the long-poll watchdog's look; cap and blocked jobs aside)."""
+    boards, stages_ = {b for b, _ in pairs}, {s for _, s in pairs}
+    with db.engine.connect() as conn:
+        rows = conn.execute(
+            select(COUNTS.c.board_id, COUNTS.c.stage)
+            .where(COUNTS.c.board_id.in_(boards), COUNTS.c.stage.in_(stages_),
+                   COUNTS.c.state == JobState.ACTIVE.value, COUNTS.c.n > 0)).all()
+    return {(r.board_id, r.stage) for r in rows} & set(pairs)
+
+
 def status_of(stage: int, state: str, last_stage: int) -> str:
     """The state a person reads (Status) of a stored (stage, state)."""
     if state != JobState.ACTIVE.value:

@@ -6,7 +6,7 @@ import json
 from flask import jsonify, request
 from werkzeug.exceptions import BadRequest, NotFound
 
-from .. import lifecycle, pools, queries
+from .. import lifecycle, pools, queries, wakeup
 from ..lifecycle import Advance
 from ..limits import INT64_MAX, max_payload, payload_too_large, storable
 from . import bp
@@ -151,10 +151,10 @@ def job_resources(name: str, key: str):
 def claim(name: str):
     board = board_for_request(name)
     data = check_body(body_object(), "/boards/{name}/claim")
-    got = lifecycle.claim(board.id, data["stage"], data.get("n", 1),
-                          to_stage=data.get("to_stage"), worker=data["worker"],
-                          host=data.get("host"), pid=data.get("pid"), lease=True,
-                          allocation=data.get("allocation"))
+    got = wakeup.wait_for(board.id, data["stage"], data.get("wait", 0), lambda: lifecycle.claim(
+        board.id, data["stage"], data.get("n", 1), to_stage=data.get("to_stage"),
+        worker=data["worker"], host=data.get("host"), pid=data.get("pid"), lease=True,
+        allocation=data.get("allocation")))
     return jsonify(jobs=[{"key": j.key, "payload": json.loads(j.payload), "stage": j.stage,
                           "attempt_id": j.attempt_id, "attempt": j.attempt} for j in got])
 

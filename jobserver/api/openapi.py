@@ -10,6 +10,7 @@ from flask import jsonify
 
 from ..limits import INT64_MAX, MAX_STAGE
 from ..models import Status
+from ..wakeup import MAX_WAIT
 
 # ------------------------------------------------------------------ pieces
 
@@ -134,7 +135,12 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("/boards/{name}/claim", "post"): obj({
         "stage": STAGE, "n": {"type": "integer", "minimum": 1, "maximum": MAX_CLAIM},
         "worker": NAME, "to_stage": STAGE, "host": nullable(NAME), "pid": nullable(INT32),
-        "allocation": nullable(ALLOCATION_REF)}, ["stage", "worker"]),
+        "allocation": nullable(ALLOCATION_REF),
+        "wait": {"type": "number", "minimum": 0, "maximum": MAX_WAIT,
+                 "description": "seconds to hold the request while no job is claimable: it "
+                                "answers as soon as one is (a push, a retry or a requeue "
+                                "wakes it), or with no jobs when the time is up [default 0]"}},
+        ["stage", "worker"]),
     ("/boards/{name}/advance", "post"): obj({"attempts": array(ADVANCE_ITEM, MAX_BATCH)},
                                             ["attempts"]),
     ("/boards/{name}/fail", "post"): obj({

@@ -14,7 +14,7 @@ from typing import Any, Iterable, Sequence
 
 from sqlalchemy import Connection, bindparam, select, update
 
-from .. import live
+from .. import live, wakeup
 from ..dialect import write_transaction
 from ..models import EventKind, JobState, Outcome, WorkerState
 from .common import (ACTIVE, ATTEMPTS, BOARDS, JOBS, WORKERS, _LAST_STAGE, _NEW_EVENT, Conflict,
@@ -152,6 +152,7 @@ def advance(board_id: int, items: Sequence[Advance]) -> dict[str, int]:
         if logs:
             conn.execute(_KEEP_LOG, logs)
     live.mark_dirty(board_id)
+    wakeup.work_arrived(board_id)
     return {"advanced": len(moving), "cancelled": len(cancelled)}
 
 
@@ -194,6 +195,7 @@ def fail(board_id: int, attempt_id: int, error: str, exit_code: int | None = Non
                 detail={"reason": "failed", "error": error[-500:], "exit_code": exit_code,
                         "attempt": a.attempts}))
     live.mark_dirty(board_id)
+    wakeup.work_arrived(board_id)
     return outcome
 
 
@@ -221,6 +223,7 @@ def release(board_id: int, attempt_ids: Sequence[int]) -> int:
             conn.execute(_NEW_EVENT, [_event(board_id, EventKind.RELEASED, now, job_id=a.job_id,
                                              stage=a.stage) for a in active])
     live.mark_dirty(board_id)
+    wakeup.work_arrived(board_id)
     return len(active)
 
 

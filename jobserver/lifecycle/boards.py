@@ -13,7 +13,7 @@ from typing import Any, Sequence
 from flask import current_app
 from sqlalchemy import Connection, bindparam, delete, select, update
 
-from .. import live
+from .. import live, wakeup
 from ..dialect import insert_ignore, write_transaction
 from ..limits import MAX_STAGE
 from .common import (BOARDS, STAGES, TOKENS, BoardRef, Conflict, LifecycleError, NotFound,
@@ -124,6 +124,7 @@ def set_board_options(board_id: int, auto_requeue: bool | None = None,
         with write_transaction(_engine()) as conn:
             conn.execute(update(BOARDS).where(BOARDS.c.id == board_id).values(**values))
         live.mark_dirty(board_id)
+        wakeup.work_arrived(board_id)
 
 
 # ----------------------------------------------------------------- lifetimes

@@ -8,7 +8,7 @@ from typing import Any, Iterable, NamedTuple
 
 from sqlalchemy import Connection, bindparam, func, select, update
 
-from .. import live, sweeper
+from .. import live, sweeper, wakeup
 from ..dialect import (insert_ignore, insert_rows_ignore, insert_rows_returning,
                        write_transaction)
 from ..extensions import socketio
@@ -138,6 +138,7 @@ def push_jobs(board_id: int, jobs: Iterable[NewJob | tuple[str, str, int]],
         if plan is not None:
             changed = plan.changed
     live.mark_dirty(board_id)
+    wakeup.work_arrived(board_id)
     sweeper.note_growth(created)
     return PushResult(created, len(jobs) - created, changed)
 
@@ -379,6 +380,7 @@ def update_job(board_id: int, key: str, stage: int, filename: str | None = None,
             conn.execute(_NEW_EVENT, _event(board_id, EventKind.ADVANCED, now, job_id=job_id,
                                             stage=stage))
     live.mark_dirty(board_id)
+    wakeup.work_arrived(board_id)
     return job_id
 
 

@@ -8,7 +8,7 @@ from typing import Any, Sequence
 
 from sqlalchemy import Connection, and_, case, select, update
 
-from .. import live
+from .. import live, wakeup
 from ..dialect import write_transaction
 from ..models import EventKind, JobState, Outcome
 from .common import (ACTIVE, ATTEMPTS, JOBS, _LAST_STAGE, _NEW_EVENT, LifecycleError, _engine,
@@ -59,6 +59,7 @@ def retry(board_id: int, keys: Sequence[str] | None = None, state: str | None = 
     for jobs in chunked(found, RETRY_CHUNK):
         retried += _retry_chunk(board_id, jobs, keys, state)
     live.mark_dirty(board_id)
+    wakeup.work_arrived(board_id)
     return retried
 
 
