@@ -336,8 +336,8 @@ def test_three_processes_behind_nginx_one_killed_mid_run(stack):
 
     report = (f"nginx + 3 jobserver processes (PostgreSQL, Redis): {N_JOBS} jobs, "
               f"{WORKER_PROCS * THREADS} workers ({WORKER_PROCS * SINGLES} single, rest batches "
-              f"of {BATCH}) in {took:.1f} s = {N_JOBS / took:.0f} jobs/s including the 9 s "
-              f"lifetime of {len(lost)} lost claims; killed port {page_port} at "
+              f"of {BATCH}) in {took:.1f} s = {N_JOBS / took:.0f} jobs/s; {len(lost)} claims lost "
+              f"with the killed process (requeued after 9 s); killed port {page_port} at "
               f"{done_at_kill} done; page: {len(times)} updates, {page.connects} connects, "
               f"longest gap {max(gaps):.1f} s")
     print(report)
