@@ -130,7 +130,8 @@ Exit status:
 @click.option("--batch", type=click.IntRange(1, 1000), default=None,
               help="Jobs claimed per request [default: --parallel].")
 @click.option("--continuous", is_flag=True,
-              help="Keep polling an empty board (every 2 s) for new jobs.")
+              help="Keep waiting on an empty board for new jobs (the server holds the "
+              "claim until work comes; an older server is asked every 2 s).")
 @click.option("--wait-orphans", type=click.FloatRange(0), default=None, metavar="SECONDS",
               help="With nothing left to claim, wait up to SECONDS for jobs held by lost "
                    "workers to come back to --stage, and run them [default: their stage's "

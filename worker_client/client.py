@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 LOG_TAIL = 16_000  # characters of a job's output the server keeps
 CHANGED_KEYS = 50  # changed keys a push answer names at most
 MAX_KEYS = 10_000  # keys sent in one retry, priority or cancel request
+MAX_CLAIM_WAIT = 60.0  # the longest a server holds a claim ("wait")
+CLAIM_WAIT = 30.0  # an idle worker's claim waits this long (well within WORKER_LOST_AFTER)
 _UNSET: Any = object()  # a setting not given (None means null: e.g. no cap)
 __all__ = ["ApiError", "Client", "Job", "JobIterator", "Unavailable"]
 
@@ -83,18 +85,23 @@ class Client:
         self._session.headers["Authorization"] = f"Bearer {token}"
         self._lock = threading.Lock()  # requests.Session is not thread-safe
         self._running: dict[int, Job] = {}
+        # whether the server holds a claim with "wait" (an older one refuses
+        # the field: the worker then polls)
+        self.can_wait = True
 
     # ------------------------------------------------------------ plumbing
 
     def _request(self, method: str, path: str, json_body: Any = None, data: bytes | None = None,
                  headers: dict[str, str] | None = None, params: dict[str, Any] | None = None,
-                 conflict_ok_on_retry: bool = False) -> Any:
+                 conflict_ok_on_retry: bool = False, held: float = 0.0) -> Any:
+        """``held``: seconds the server may hold the request on purpose (a
+        claim's wait), on top of the read timeout."""
         url = f"{self.url}/api/v1/boards/{self.board}{path}"
         try:
             with self._lock:
                 resp = self._session.request(method, url, json=json_body, data=data,
                                              headers=headers, params=params,
-                                             timeout=(self.connect_timeout, self.timeout))
+                                             timeout=(self.connect_timeout, self.timeout + held))
         except requests.RequestException as exc:
             raise unreachable(self.url, exc, self.retry_for) from None
         if resp.status_code >= 500:
@@ -257,15 +264,32 @@ class Client:
 
     # ------------------------------------------------------------- workers
 
-    def claim(self, stage: int, n: int = 1, to_stage: int | None = None) -> list[Job]:
-        body = {"stage": stage, "n": n, "worker": self.worker, "host": socket.gethostname(),
-                "pid": os.getpid()}
+    def claim(self, stage: int, n: int = 1, to_stage: int | None = None,
+              wait: float = 0.0) -> list[Job]:
+        """Up to n jobs of ``stage``.  ``wait`` (seconds, at most 60): when
+        none is claimable, the server holds the claim until one is or the
+        time is up (an empty list then); a server too old for it answers at
+        once (``can_wait`` turns False: the caller polls)."""
+        body: dict[str, Any] = {"stage": stage, "n": n, "worker": self.worker,
+                                "host": socket.gethostname(), "pid": os.getpid()}
         if to_stage is not None:
             body["to_stage"] = to_stage
         if self.allocation:
             body["allocation"] = self.allocation
+        wait = min(max(float(wait), 0.0), MAX_CLAIM_WAIT) if self.can_wait else 0.0
+        if wait:
+            body["wait"] = wait
+        try:
+            got = self._request("POST", "/claim", json_body=body, held=wait)["jobs"]
+        except ApiError as exc:
+            if not wait or exc.status != 400 or "wait" not in exc.message:
+                raise
+            log.info("%s does not hold claims (%s): polling instead", self.url, exc.message)
+            self.can_wait = False
+            del body["wait"]
+            got = self._request("POST", "/claim", json_body=body)["jobs"]
         jobs = [Job(j["key"], j["payload"], j["stage"], j["attempt_id"], j["attempt"])
-                for j in self._request("POST", "/claim", json_body=body)["jobs"]]
+                for j in got]
         for j in jobs:
             self._running[j.attempt_id] = j
         return jobs
@@ -422,14 +446,18 @@ class JobIterator:
         return next(self._gen)
 
     def _run(self) -> Iterator[Job]:
+        idle = False
         try:
             while True:
                 if not self.pending:
-                    self.pending = self.client.claim(self.stage, self.batch, self.to_stage)
+                    self.pending = self.client.claim(self.stage, self.batch, self.to_stage,
+                                                     wait=CLAIM_WAIT if idle else 0.0)
                     if not self.pending:
                         if not self.wait:
                             return
-                        time.sleep(self.poll)
+                        idle = True  # from now on the server holds the claim until work comes
+                        if not self.client.can_wait:
+                            time.sleep(self.poll)
                         continue
                 self.current = self.pending.pop(0)
                 yield self.current

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from .client import Job
+from .client import CLAIM_WAIT, Job
 from .notes import PER_BEAT, Notes
 from .output import Capture, file_stem
 from .resources import ProcessSampler
@@ -46,6 +46,10 @@ from .sources import Source
 from .terminal import StatusLine
 
 log = logging.getLogger(__name__)
+
+
+class _StopWaiting(Exception):
+    """A signal ended a held claim (nothing was running)."""
 
 
 @dataclass
@@ -202,6 +206,7 @@ class Runner:
         self._orphans_seen = 0.0  # when the board was last asked about them
         self._held_seen = 0.0  # when jobs held back (blocked, capped) were last seen
         self._idle_since: float | None = None  # nothing running nor claimed since then
+        self._holding = False  # a claim the server holds until work comes is under way
         # one heartbeat at a time: a job's last notes must not overtake earlier ones
         self._beat_lock = threading.Lock()
 
@@ -212,6 +217,12 @@ class Runner:
             signal.signal(sig, self._on_signal)
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
+        if self._holding and not self.running:
+            # an idle worker whose claim the server holds: leave now (a job
+            # the server gives that claim after all comes back by its lease)
+            self.stopping = True
+            log.info("signal %s: stopping (no job was running)", signum)
+            raise _StopWaiting
         if not self.stopping:
             self.stopping = True
             log.info("signal %s: no new jobs; waiting for %d running (again to stop them)",
@@ -235,6 +246,7 @@ class Runner:
 
     def _loop(self) -> Stats:
         idle = min(0.5, self.opts.poll_max)
+        waiting = False  # the next claim waits for work (an idle --continuous worker)
         next_beat = time.monotonic() + self.source.heartbeat_every
         next_show = 0.0
         while True:
@@ -244,7 +256,22 @@ class Runner:
             if self.opts.max_jobs is not None:
                 free = min(free, self.opts.max_jobs - self.claimed)
             if not self.stopping and free > 0:
-                jobs = self.source.claim(min(free, self.opts.batch))
+                # an idle --continuous worker's claim is held by the server
+                # until work comes (nothing runs: no heartbeat is due meanwhile)
+                wait = CLAIM_WAIT if waiting and not self.running else 0.0
+                if wait:
+                    try:
+                        self._holding = True
+                        jobs = self.source.claim(min(free, self.opts.batch), wait=wait)
+                    except _StopWaiting:  # a person stops an idle worker: at once
+                        break
+                    finally:
+                        self._holding = False
+                else:
+                    jobs = self.source.claim(min(free, self.opts.batch))
+                if jobs and self.stopping:  # a signal came while the claim was held
+                    self.source.release(jobs)
+                    jobs = []
                 for job in jobs:
                     self._start(job)
                 self.claimed += len(jobs)
@@ -280,6 +307,9 @@ class Runner:
                             if jobs:
                                 continue
                         break
+                    if getattr(self.source, "can_wait", lambda: False)():
+                        waiting = True
+                        continue
                     self._wake.wait(idle)
                     self._wake.clear()
                     idle = min(idle * 2, self.opts.poll_max)

@@ -32,7 +32,8 @@ class Orphans:
 
 
 class Source(Protocol):
-    def claim(self, n: int) -> list[Job]: ...
+    def claim(self, n: int, wait: float = 0.0) -> list[Job]: ...
+    def can_wait(self) -> bool: ...
     def orphans(self) -> Orphans: ...
     def held_back(self) -> int: ...
     def done(self, job: Job, log_tail: str, result: Any = None) -> None: ...
@@ -52,8 +53,11 @@ class ApiSource:
         lease = client.lease_seconds(opts.stage)
         self.heartbeat_every = min(BEAT_MAX, max(0.5, lease / 4)) if lease else BEAT_MAX
 
-    def claim(self, n: int) -> list[Job]:
-        return self.client.claim(self.opts.stage, n, self.opts.to_stage)
+    def claim(self, n: int, wait: float = 0.0) -> list[Job]:
+        return self.client.claim(self.opts.stage, n, self.opts.to_stage, wait=wait)
+
+    def can_wait(self) -> bool:
+        return self.client.can_wait
 
     def orphans(self) -> Orphans:
         running = self.opts.stage + 1 if self.opts.to_stage is None else self.opts.to_stage
@@ -116,7 +120,10 @@ class ClassicSource:
     def held_back(self) -> int:
         return 0  # nor dependencies or caps
 
-    def claim(self, n: int) -> list[Job]:
+    def can_wait(self) -> bool:
+        return False  # the classic protocol answers "nada" at once: the runner polls
+
+    def claim(self, n: int, wait: float = 0.0) -> list[Job]:
         got = []
         for _ in range(n):
             with self._lock:
