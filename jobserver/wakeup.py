@@ -29,6 +29,7 @@ RECHECK seconds).
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 
 MAX_WAIT = 60.0  # seconds a claim may be held (the API's bound on "wait")
 RECHECK = 5.0  # the watchdog's look at the counters of waited-on boards
+WAKE_FIRST = 4  # claims woken per board and stage by one arrival (they wake the next)
 NOTIFY_GAP = 0.02  # at most one NOTIFY per this many seconds per process
 CHANNEL = "jobserver_work"
 _MAX_NOTIFY_BOARDS = 500  # board ids per NOTIFY payload (PostgreSQL caps it at 8000 bytes)
@@ -57,8 +59,8 @@ class Waker:
     def __init__(self, app: Flask) -> None:
         self.app = app
         self._lock = threading.Lock()
-        # (board, stage) -> events of the claims waiting there
-        self._waiters: dict[tuple[int, int], set[threading.Event]] = {}
+        # (board, stage) -> events of the claims waiting there, oldest first
+        self._waiters: dict[tuple[int, int], dict[threading.Event, None]] = {}
         self._pending: set[int] = set()  # boards to announce to other processes
         self._send = threading.Event()
         self._stopped = threading.Event()
@@ -81,7 +83,7 @@ class Waker:
     def register(self, board_id: int, stage: int) -> threading.Event:
         event = threading.Event()
         with self._lock:
-            self._waiters.setdefault((board_id, stage), set()).add(event)
+            self._waiters.setdefault((board_id, stage), {})[event] = None
         self._start_watchers()
         return event
 
@@ -89,7 +91,7 @@ class Waker:
         with self._lock:
             waiting = self._waiters.get((board_id, stage))
             if waiting is not None:
-                waiting.discard(event)
+                waiting.pop(event, None)
                 if not waiting:
                     del self._waiters[(board_id, stage)]
 
@@ -98,9 +100,14 @@ class Waker:
             return sum(len(w) for w in self._waiters.values())
 
     def wake_local(self, boards: Sequence[int]) -> None:
+        """Wake the WAKE_FIRST longest-waiting claims of each stage of these
+        boards (not all: one job pushed to a board with 1,000 waiters must
+        not cost 1,000 claims); a woken claim that finds jobs wakes the next
+        ones (see wait_for), so a big push reaches every waiter quickly."""
         wanted = set(boards)
         with self._lock:
-            events = [e for (b, _), evs in self._waiters.items() if b in wanted for e in evs]
+            events = [e for (b, _), evs in self._waiters.items() if b in wanted
+                      for e in itertools.islice((e for e in evs if not e.is_set()), WAKE_FIRST)]
         for e in events:
             e.set()
 
@@ -275,7 +282,8 @@ def wait_for(board_id: int, stage: int, wait: float, attempt: Callable[[], list[
     try:
         while True:
             got = attempt()
-            if got:
+            if got:  # there may be more: the next waiters try too
+                w.wake_local((board_id,))
                 return got
             left = deadline - time.monotonic()
             if left <= 0:

@@ -180,3 +180,31 @@ def test_a_push_through_another_process_wakes_the_claim(app, tmp_path):
             other.extensions["jobserver_live"].stop()
             close_writer(db.engine)
             db.engine.dispose()
+
+
+def test_a_big_push_reaches_every_waiter(waking, board):
+    """One arrival wakes a few claims, and each that finds a job wakes the
+    next few: ten waiters get ten jobs at once, not at the next re-check."""
+    answers: list = []
+
+    def hold(i):
+        with waking.app_context():
+            r = waking.test_client().post(CLAIM, headers=board,
+                                          json={"stage": 0, "worker": f"w{i}", "wait": 4})
+            answers.append((time.monotonic(), r.json["jobs"]))
+
+    threads = [threading.Thread(target=hold, args=(i,)) for i in range(10)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 5
+    while wakeup._waker().waiting() < 10 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    client = waking.test_client()
+    client.post("/api/v1/boards/sims/jobs", headers=board,
+                json=[{"key": f"k{i}", "payload": i} for i in range(10)])
+    pushed = time.monotonic()
+    for t in threads:
+        t.join()
+    assert sorted(j["key"] for _, jobs in answers for j in jobs) == sorted(
+        f"k{i}" for i in range(10))
+    assert max(t for t, _ in answers) - pushed < 1.0
