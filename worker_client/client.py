@@ -31,7 +31,7 @@ LOG_TAIL = 16_000  # characters of a job's output the server keeps
 CHANGED_KEYS = 50  # changed keys a push answer names at most
 MAX_KEYS = 10_000  # keys sent in one retry, priority or cancel request
 MAX_CLAIM_WAIT = 60.0  # the longest a server holds a claim ("wait")
-CLAIM_WAIT = 30.0  # an idle worker's claim waits this long (well within WORKER_LOST_AFTER)
+CLAIM_WAIT = 50.0  # an idle worker's claim waits this long (server WORKER_LOST_AFTER: 60 s)
 _UNSET: Any = object()  # a setting not given (None means null: e.g. no cap)
 __all__ = ["ApiError", "Client", "Job", "JobIterator", "Unavailable"]
 
