@@ -87,6 +87,14 @@ def app(request, tmp_path: Path):
 
 
 @pytest.fixture
+def postgres_app():
+    """A fresh app on PostgreSQL only (what only PostgreSQL does)."""
+    require(_postgres_available(), f"no PostgreSQL at {POSTGRES_URL}")
+    _fresh_postgres()
+    yield from _app_on(POSTGRES_URL)
+
+
+@pytest.fixture
 def sqlite_app(tmp_path: Path):
     """A fresh app on a temporary SQLite file only (SQLite's own behaviour)."""
     yield from _app_on(f"sqlite:///{tmp_path / 'test.sqlite'}")

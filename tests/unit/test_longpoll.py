@@ -149,11 +149,10 @@ def test_the_description_documents_wait(waking):
     assert "wakes" in body["properties"]["wait"]["description"]
 
 
-def test_a_push_through_another_process_wakes_the_claim(app, tmp_path):
+def test_a_push_through_another_process_wakes_the_claim(postgres_app, tmp_path):
     """Two apps on one PostgreSQL database stand for two server processes:
     the push through B reaches A's waiting claim by NOTIFY."""
-    if db.engine.dialect.name != "postgresql":
-        pytest.skip("across processes: PostgreSQL LISTEN/NOTIFY")
+    app = postgres_app
     client = app.test_client()
     r = client.post("/api/v1/boards", headers=ADMIN, json={"name": "sims"})
     auth = {"Authorization": f"Bearer {r.json['token']}"}
