@@ -29,6 +29,9 @@ DEFAULTS: dict[str, Any] = {
     "VIEW_PASSWORD": "",
     # Seconds between two live updates of one board (the coalescing window).
     "LIVE_INTERVAL": 0.5,
+    # Seconds a claim with "wait" is held at most (the API accepts up to 60):
+    # lower it behind a proxy whose read timeout is shorter.
+    "CLAIM_WAIT_MAX": 60.0,
     # Several server processes: Socket.IO's message queue (e.g.
     # redis://127.0.0.1:6379/0), so that a page on one process sees the
     # work done through the others; empty: one process.

@@ -273,7 +273,8 @@ def wait_for(board_id: int, stage: int, wait: float, attempt: Callable[[], list[
     """``attempt()`` (a claim) at once, and while it finds nothing and
     ``wait`` seconds have not passed, again each time work arrives on the
     board.  Returns what the last attempt found (empty when the time is up)."""
-    wait = min(max(float(wait or 0), 0.0), MAX_WAIT)
+    wait = min(max(float(wait or 0), 0.0), MAX_WAIT,
+               float(current_app.config["CLAIM_WAIT_MAX"]) if has_app_context() else MAX_WAIT)
     w = _waker() if wait > 0 else None
     if w is None:
         return attempt()

@@ -207,3 +207,15 @@ def test_a_big_push_reaches_every_waiter(waking, board):
     assert sorted(j["key"] for _, jobs in answers for j in jobs) == sorted(
         f"k{i}" for i in range(10))
     assert max(t for t, _ in answers) - pushed < 1.0
+
+
+def test_the_server_holds_claims_no_longer_than_its_setting(app):
+    app.config["CLAIM_WAIT_MAX"] = 0.3
+    client = app.test_client()
+    r = client.post("/api/v1/boards", headers=ADMIN, json={"name": "short"})
+    auth = {"Authorization": f"Bearer {r.json['token']}"}
+    t0 = time.monotonic()
+    r = client.post("/api/v1/boards/short/claim", headers=auth,
+                    json={"stage": 0, "worker": "w", "wait": 30})
+    assert r.status_code == 200 and r.json["jobs"] == []
+    assert time.monotonic() - t0 < 3
