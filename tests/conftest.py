@@ -15,7 +15,7 @@ from typing import Iterator
 import pytest
 import requests
 
-from jobserver import create_app
+from jobserver import create_app, wakeup
 from jobserver.dialect import close_writer
 from jobserver.extensions import db
 
@@ -106,6 +106,7 @@ def _app_on(url: str):
     with app.app_context():
         yield app
         app.extensions["jobserver_live"].stop()
+        wakeup.stop(app)  # its LISTEN connection, if a claim waited on PostgreSQL
         db.session.remove()
         close_writer(db.engine)
         db.engine.dispose()
