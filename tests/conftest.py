@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import socket
 import subprocess
 import sys
@@ -84,6 +85,26 @@ def app(request, tmp_path: Path):
     else:
         url = f"sqlite:///{tmp_path / 'test.sqlite'}"
     yield from _app_on(url)
+
+
+def sqlite_at_revision(path: Path, revision: str) -> sqlite3.Connection:
+    """A SQLite file migrated up to an older ``revision`` (a database of an
+    earlier release), opened for the test to fill."""
+    from alembic import command
+    from alembic.config import Config
+
+    from jobserver import MIGRATIONS
+
+    cfg = Config()
+    cfg.set_main_option("script_location", MIGRATIONS)
+    app = create_app({"DATABASE_URL": f"sqlite:///{path}", "SWEEP_MODE": "off",
+                      "AUTO_MIGRATE": False})
+    with app.app_context():
+        with db.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+        db.engine.dispose()
+    return sqlite3.connect(path)
 
 
 @pytest.fixture

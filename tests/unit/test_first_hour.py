@@ -4,7 +4,6 @@ per stage, boards listed and deleted, boards that cannot work refused."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 
 import pytest
@@ -15,7 +14,7 @@ from jobserver.cli import main
 from jobserver.dialect import close_writer
 from jobserver.extensions import db
 from jobserver.lifecycle import Advance, NewJob
-from tests.conftest import ADMIN
+from tests.conftest import ADMIN, sqlite_at_revision
 
 
 def api_board(client, name="pipe", **spec):
@@ -71,22 +70,8 @@ def test_classic_losses_count_per_stage(client):
 
 
 def test_migration_recounts_attempts_of_an_existing_database(tmp_path):
-    from alembic import command
-    from alembic.config import Config
-
-    from jobserver import MIGRATIONS
-
     path = tmp_path / "old.sqlite"
-    cfg = Config()
-    cfg.set_main_option("script_location", MIGRATIONS)
-    app = create_app({"DATABASE_URL": f"sqlite:///{path}", "SWEEP_MODE": "off",
-                      "AUTO_MIGRATE": False})
-    with app.app_context():
-        with db.engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "0003")
-        db.engine.dispose()
-    old = sqlite3.connect(path)
+    old = sqlite_at_revision(path, "0003")
     old.executescript("""
         INSERT INTO boards (id, name, created_at, auto_requeue, max_attempts)
             VALUES (1, 'b', 0, 1, 3);

@@ -3,13 +3,12 @@ attempts know their allocation, pools report their allocations, the
 resource log keeps samples over time."""
 from __future__ import annotations
 
-import sqlite3
 import time
 
 from jobserver import create_app, lifecycle, pools, queries
 from jobserver.dialect import close_writer
 from jobserver.extensions import db
-from tests.conftest import ADMIN
+from tests.conftest import ADMIN, sqlite_at_revision
 
 
 def api_board(client, name="hpc", **spec):
@@ -115,22 +114,8 @@ def test_deleting_a_board_takes_its_allocations_and_samples(client):
 
 
 def test_a_database_of_the_previous_release_upgrades(tmp_path):
-    from alembic import command
-    from alembic.config import Config
-
-    from jobserver import MIGRATIONS
-
     path = tmp_path / "old.sqlite"
-    cfg = Config()
-    cfg.set_main_option("script_location", MIGRATIONS)
-    app = create_app({"DATABASE_URL": f"sqlite:///{path}", "SWEEP_MODE": "off",
-                      "AUTO_MIGRATE": False})
-    with app.app_context():
-        with db.engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "0005")
-        db.engine.dispose()
-    old = sqlite3.connect(path)
+    old = sqlite_at_revision(path, "0005")
     old.executescript("""
         INSERT INTO boards (id, name, created_at, auto_requeue, max_attempts)
             VALUES (1, 'b', 0, 1, 3);

@@ -4,7 +4,6 @@ running jobs, notes written by running jobs."""
 from __future__ import annotations
 
 import importlib
-import sqlite3
 import threading
 import time
 
@@ -14,7 +13,7 @@ from jobserver import create_app, lifecycle, queries
 from jobserver.dialect import close_writer
 from jobserver.extensions import db
 from jobserver.lifecycle import Advance, Extras, NewJob
-from tests.conftest import ADMIN
+from tests.conftest import ADMIN, sqlite_at_revision
 
 
 def api_board(client, name="wf", **spec):
@@ -378,22 +377,8 @@ def test_notes_from_a_running_job_are_kept_as_its_events(client):
 # ------------------------------------------------------------ migration
 
 def test_a_database_of_the_previous_release_upgrades_with_its_jobs(tmp_path):
-    from alembic import command
-    from alembic.config import Config
-
-    from jobserver import MIGRATIONS
-
     path = tmp_path / "old.sqlite"
-    cfg = Config()
-    cfg.set_main_option("script_location", MIGRATIONS)
-    app = create_app({"DATABASE_URL": f"sqlite:///{path}", "SWEEP_MODE": "off",
-                      "AUTO_MIGRATE": False})
-    with app.app_context():
-        with db.engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "0004")
-        db.engine.dispose()
-    old = sqlite3.connect(path)
+    old = sqlite_at_revision(path, "0004")
     old.executescript("""
         INSERT INTO boards (id, name, created_at, auto_requeue, max_attempts)
             VALUES (1, 'b', 0, 1, 3);
