@@ -70,27 +70,50 @@ def worker(url: str, jobix: int, out: "mp.Queue[list[int]]", keepalive: bool) ->
 ADMIN_TOKEN = "bench-admin"  # the benchmark servers' admin token (they create boards)
 
 
-def start_server(instance: str, mode: str = "eventlet",
-                 database: str | None = None) -> tuple[subprocess.Popen, str]:
+def start_server(instance: str, mode: str = "eventlet", database: str | None = None,
+                 extra_env: dict[str, str | None] | None = None,
+                 command: list[str] | None = None,
+                 log: str | None = None) -> tuple[subprocess.Popen, str]:
     """`jobserver serve` on a free port with a fresh SQLite file in ``instance``
-    (or on ``database``, a URL)."""
+    (or on ``database``, a URL).  ``extra_env``: more variables (None removes
+    one); ``command``: what to run instead of `jobserver serve` (it is given
+    --port and --async-mode and must answer GET /); ``log``: a file for the
+    server's output (its last line is quoted when the server does not start)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = dict(os.environ, JOBSERVER_INSTANCE=instance, JOBSERVER_ADMIN_TOKEN=ADMIN_TOKEN)
     env.pop("JOBSERVER_DATABASE_URL", None)
     if database:
         env["JOBSERVER_DATABASE_URL"] = database
-    server = subprocess.Popen(
-        [sys.executable, "-m", "jobserver", "serve", "--port", str(port), "--async-mode", mode],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+    for key, value in (extra_env or {}).items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    argv = command or [sys.executable, "-m", "jobserver", "serve"]
+    out = open(log, "ab") if log else subprocess.DEVNULL
+    try:
+        server = subprocess.Popen(
+            [*argv, "--port", str(port), "--async-mode", mode],
+            env=env, stdout=out, stderr=out, cwd=ROOT)
+    finally:
+        if log:
+            out.close()
     for _ in range(300):
         try:
             urllib.request.urlopen(url + "/").read()
             return server, url
         except OSError:
+            if server.poll() is not None:
+                break
             time.sleep(0.1)
     server.kill()
-    raise RuntimeError("the server did not start")
+    server.wait()
+    why = ""
+    if log:
+        lines = Path(log).read_text(errors="replace").strip().splitlines()
+        why = f": {lines[-1]}" if lines else ""
+    raise RuntimeError(f"the server did not start (exit code {server.returncode}){why}")
 
 
 def http_run(n_jobs: int, n_workers: int, mode: str, keepalive: bool,
