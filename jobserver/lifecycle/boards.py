@@ -102,6 +102,34 @@ def ensure_board(jobix: int) -> BoardRef:
     return found
 
 
+_MAX_RUNNING = select(BOARDS.c.max_running).where(BOARDS.c.id == bindparam("b"))
+
+CAP_TTL = 1.0  # seconds a server process may go on claiming without a cap
+               # another process has just set (its own settings apply at once)
+
+
+def is_capped(conn: Connection, board_id: int) -> bool:
+    """Whether the board has a max_running, remembered for CAP_TTL seconds
+    per process (a bounded map): most boards have none, and their claims
+    then skip reading it."""
+    cache: dict[int, tuple[float, bool]] = current_app.extensions.setdefault(
+        "jobserver_caps", {})
+    now = time.monotonic()
+    hit = cache.get(board_id)
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    capped = conn.execute(_MAX_RUNNING, {"b": board_id}).scalar() is not None
+    if len(cache) >= 10_000:
+        cache.clear()
+    cache[board_id] = (now + CAP_TTL, capped)
+    return capped
+
+
+def _forget_cap(board_id: int) -> None:
+    """The board's max_running changed: read it afresh at the next claim."""
+    current_app.extensions.get("jobserver_caps", {}).pop(board_id, None)
+
+
 UNCHANGED: Any = object()  # a setting left as it is (None is a value: "no cap")
 
 
@@ -123,6 +151,7 @@ def set_board_options(board_id: int, auto_requeue: bool | None = None,
     if values:
         with write_transaction(_engine()) as conn:
             conn.execute(update(BOARDS).where(BOARDS.c.id == board_id).values(**values))
+        _forget_cap(board_id)
         live.mark_dirty(board_id)
         wakeup.work_arrived(board_id)
 
@@ -312,6 +341,7 @@ def delete_board(board_id: int) -> int:
         conn.execute(delete(BOARDS).where(BOARDS.c.id == board_id))
     current_app.extensions.get("jobserver_boards", {}).clear()
     current_app.extensions.get("jobserver_tokens", {}).clear()
+    _forget_cap(board_id)
     live.mark_dirty(board_id)
     log.info("deleted board %d (%d jobs)", board_id, deleted)
     return deleted

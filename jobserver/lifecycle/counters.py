@@ -9,18 +9,37 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from ..dialect import add_to_counters
+from ..dialect import Hot, add_to_counters
 from ..models import StageCount, Throughput
 
 COUNTS = StageCount.__table__
 THROUGHPUT = Throughput.__table__
 
 
-@functools.lru_cache(maxsize=4)
-def _statements(dialect_name: str) -> tuple[Any, Any]:
-    return (add_to_counters(COUNTS, ["board_id", "stage", "state"], dialect_name),
-            add_to_counters(THROUGHPUT, ["board_id", "stage", "minute"], dialect_name,
-                            latest=("last_at",)))
+MULTI_ROW = 4  # counters added to in one statement (a claim moves 2, a report 2 or 3)
+
+
+@functools.lru_cache(maxsize=16)
+def _statement(table_name: str, dialect_name: str, rows: int) -> Hot:
+    if table_name == COUNTS.name:
+        return Hot(add_to_counters(COUNTS, ["board_id", "stage", "state"], dialect_name,
+                                   rows=rows))
+    return Hot(add_to_counters(THROUGHPUT, ["board_id", "stage", "minute"], dialect_name,
+                               latest=("last_at",), rows=rows))
+
+
+def _add(conn: Connection, table_name: str, rows: list[dict[str, Any]]) -> None:
+    """Add to these counter rows: one statement for a few, else executemany."""
+    if not rows:
+        return
+    dialect_name = conn.dialect.name
+    if len(rows) == 1:
+        _statement(table_name, dialect_name, 1).run(conn, rows[0])
+    elif len(rows) > MULTI_ROW:
+        conn.execute(_statement(table_name, dialect_name, 1).statement, rows)
+    else:
+        _statement(table_name, dialect_name, len(rows)).run(
+            conn, {f"{k}_{i}": v for i, row in enumerate(rows) for k, v in row.items()})
 
 
 class Tally:
@@ -45,18 +64,13 @@ class Tally:
         self.reached[(board_id, stage)] += n
 
     def apply(self, conn: Connection, now: float) -> None:
-        counts_stmt, throughput_stmt = _statements(conn.dialect.name)
         # rows in key order: two transactions that touch the same counters
         # lock them in the same order (PostgreSQL), so they never deadlock
-        rows = [{"board_id": b, "stage": s, "state": st, "n": n}
-                for (b, s, st), n in sorted(self.counts.items()) if n]
-        if rows:
-            conn.execute(counts_stmt, rows)
+        _add(conn, COUNTS.name, [{"board_id": b, "stage": s, "state": st, "n": n}
+                                 for (b, s, st), n in sorted(self.counts.items()) if n])
         minute = int(now // 60)
-        rows = [{"board_id": b, "stage": s, "minute": minute, "n": n, "first_at": now,
-                 "last_at": now}
-                for (b, s), n in sorted(self.reached.items()) if n]
-        if rows:
-            conn.execute(throughput_stmt, rows)
+        _add(conn, THROUGHPUT.name, [{"board_id": b, "stage": s, "minute": minute, "n": n,
+                                      "first_at": now, "last_at": now}
+                                     for (b, s), n in sorted(self.reached.items()) if n])
         self.counts.clear()
         self.reached.clear()

@@ -6,25 +6,26 @@ import json
 import time
 from typing import Any, Iterable, NamedTuple
 
-from sqlalchemy import Connection, bindparam, func, select, update
+from sqlalchemy import Connection, bindparam, exists, func, select, update
 
 from .. import live, sweeper, wakeup
-from ..dialect import (insert_ignore, insert_rows_ignore, insert_rows_returning,
+from ..dialect import (Hot, insert_ignore, insert_rows_ignore, insert_rows_returning,
                        write_transaction)
 from ..extensions import socketio
 from ..models import EventKind, Outcome, WorkerState
 from . import deps
 from .counters import COUNTS, Tally
-from .common import (ACTIVE, ATTEMPTS, BOARDS, JOBS, WORKERS, _CLOSE_ATTEMPT, _LAST_STAGE, _NEW_EVENT,
-                     _STAGE_OK, ClaimedJob, Conflict, LifecycleError, NewJob, NotFound,
+from .common import (ACTIVE, ATTEMPTS, BOARDS, DEPS, JOBS, WORKERS, _CLOSE_ATTEMPT, _LAST_STAGE,
+                     _NEW_EVENT, _STAGE_OK, ClaimedJob, Conflict, LifecycleError, NewJob, NotFound,
                      _check_stages, _dialect, _engine, _event)
+from .boards import is_capped
 from .deps import BLOCKED, Extras
 
 PUSH_CHUNK = 5000
 _PUSH_COLUMNS = ["board_id", "key", "payload", "stage", "entered_at", "flagged", "attempts",
                  "state", "priority", "max_attempts", "waiting_on"]
 
-_CLAIM = (
+_CLAIM = Hot(
     update(JOBS)
     .where(JOBS.c.id.in_(
         select(JOBS.c.id)
@@ -50,23 +51,30 @@ _RUNNING = (select(func.coalesce(func.sum(COUNTS.c.n), 0))
             .where(COUNTS.c.board_id == bindparam("b"), COUNTS.c.state == ACTIVE,
                    COUNTS.c.stage % 2 == 1))
 
-
 def _free_slots(conn: Connection, board_id: int, n: int) -> int:
     """How many of ``n`` jobs a claim may take under the board's max_running."""
-    cap = conn.execute(_CAP, {"b": board_id}).scalar()
+    if not is_capped(conn, board_id):
+        return n
+    cap = conn.execute(_CAP_TURN if conn.dialect.name == "postgresql" else _CAP,
+                       {"b": board_id}).scalar()
     if cap is None:
         return n
-    if conn.dialect.name == "postgresql":
-        cap = conn.execute(_CAP_TURN, {"b": board_id}).scalar()
-        if cap is None:
-            return n
     return max(0, min(n, cap - conn.execute(_RUNNING, {"b": board_id}).scalar_one()))
 
 
-_JOB_STAGE = (select(JOBS.c.stage, JOBS.c.state, JOBS.c.waiting_on)
-              .where(JOBS.c.board_id == bindparam("b"), JOBS.c.key == bindparam("k"))
-              .with_for_update())  # PostgreSQL: the move below is counted from this
-_NEW_ATTEMPT = ATTEMPTS.insert().returning(ATTEMPTS.c.id)
+# The job as a report finds it, with what the report needs to know besides:
+# the board's last stage and whether other jobs still wait for this one.
+_JOB_STAGE = Hot(select(JOBS.c.id, JOBS.c.stage, JOBS.c.state, JOBS.c.waiting_on,
+                         _LAST_STAGE.scalar_subquery().label("last"),
+                         exists().where(DEPS.c.upstream_id == JOBS.c.id,
+                                        DEPS.c.satisfied.is_(False)).label("downstream"))
+                  .where(JOBS.c.board_id == bindparam("b"), JOBS.c.key == bindparam("k"))
+                  .with_for_update(of=JOBS))  # PostgreSQL: the move below is counted from this
+_ATTEMPT_COLUMNS = ("job_id", "board_id", "stage", "worker", "host", "started_at", "ended_at",
+                    "outcome", "allocation")
+_NEW_ATTEMPT = Hot(ATTEMPTS.insert().values({c: bindparam(c) for c in _ATTEMPT_COLUMNS})
+                   .returning(ATTEMPTS.c.id))
+_CLOSE = Hot(_CLOSE_ATTEMPT)
 _NEW_ATTEMPTS = ATTEMPTS.insert().returning(ATTEMPTS.c.id, ATTEMPTS.c.job_id)
 
 @functools.lru_cache(maxsize=8)
@@ -82,9 +90,7 @@ def _update_statement(with_filename: bool, with_payload: bool, forward: bool) ->
         values["filename"] = bindparam("new_filename")
     if with_payload:
         values["payload"] = bindparam("new_payload")
-    return (update(JOBS)
-            .where(JOBS.c.board_id == bindparam("b"), JOBS.c.key == bindparam("k"), _STAGE_OK)
-            .values(**values).returning(JOBS.c.id))
+    return Hot(update(JOBS).where(JOBS.c.id == bindparam("job")).values(**values))
 
 
 class PushResult(NamedTuple):
@@ -312,9 +318,9 @@ def claim(board_id: int, stage: int, n: int = 1, to_stage: int | None = None,
         n = _free_slots(conn, board_id, n)
         if lease and worker:
             touch_worker(conn, board_id, worker, now, host=host, pid=pid, allocation=allocation)
-        rows = conn.execute(_CLAIM, {"b": board_id, "from_stage": stage, "n": n, "to_stage": to,
-                                     "top": max(stage, to), "now": now,
-                                     "hb": now if lease else None}).all() if n else []
+        rows = _CLAIM.all(conn, {"b": board_id, "from_stage": stage, "n": n, "to_stage": to,
+                                 "top": max(stage, to), "now": now,
+                                 "hb": now if lease else None}) if n else []
         if not rows:
             _check_stages(conn, board_id, stage, to)
             return []
@@ -332,7 +338,7 @@ def claim(board_id: int, stage: int, n: int = 1, to_stage: int | None = None,
             deps.release(conn, [r.id for r in rows], tally, now)
         tally.apply(conn, now)
         if len(attempts) == 1:
-            attempt_ids = [conn.execute(_NEW_ATTEMPT, attempts[0]).scalar_one()]
+            attempt_ids = [_NEW_ATTEMPT.first(conn, attempts[0]).id]
         else:  # one multi-row INSERT; RETURNING order is not guaranteed: map by job
             by_job = {r.job_id: r.id for r in conn.execute(_NEW_ATTEMPTS, attempts)}
             attempt_ids = [by_job[r.id] for r in rows]
@@ -346,45 +352,42 @@ def update_job(board_id: int, key: str, stage: int, filename: str | None = None,
     """Put a job at ``stage`` (the classic report): clears its flag, stamps
     the time, closes its open attempt.  Returns the job id."""
     now = time.time()
-    params: dict[str, Any] = {"b": board_id, "k": key, "top": stage, "to_stage": stage, "now": now}
-    if filename is not None:
-        params["new_filename"] = filename
-    if payload is not None:
-        params["new_payload"] = payload
     _check_stages(None, board_id, stage)
     with write_transaction(_engine()) as conn:
-        before = conn.execute(_JOB_STAGE, {"b": board_id, "k": key}).first()
-        forward = before is not None and stage > before.stage
-        last = (conn.execute(_LAST_STAGE, {"b": board_id}).scalar()
-                if before is not None and (forward or before.waiting_on > 0) else None)
-        # a job that still waits for upstream jobs stays blocked, wherever
-        # it is put (but at the last stage it is done)
-        state = BLOCKED if (before is not None and before.waiting_on > 0
-                            and (last is None or stage < last)) else ACTIVE
-        params["new_state"] = state
-        job_id = conn.execute(_update_statement(filename is not None, payload is not None,
-                                                forward), params).scalar()
-        if job_id is None or before is None:
+        before = _JOB_STAGE.first(conn, {"b": board_id, "k": key})
+        if before is None or (before.last is not None and stage > before.last):
             _check_stages(conn, board_id, stage)
             raise NotFound(f"no job {key} in this job list")
+        forward = stage > before.stage
+        # a job that still waits for upstream jobs stays blocked, wherever
+        # it is put (but at the last stage it is done)
+        state = (BLOCKED if before.waiting_on > 0 and (before.last is None or stage < before.last)
+                 else ACTIVE)
+        params: dict[str, Any] = {"job": before.id, "to_stage": stage, "now": now,
+                                  "new_state": state}
+        if filename is not None:
+            params["new_filename"] = filename
+        if payload is not None:
+            params["new_payload"] = payload
+        _update_statement(filename is not None, payload is not None, forward).run(conn, params)
         tally = Tally()
         tally.move(board_id, 1, (before.stage, before.state), (stage, state))
         if forward:
             tally.reach(board_id, stage)
-            if stage == last:
-                deps.release(conn, [job_id], tally, now)
+            if stage == before.last and before.downstream:
+                deps.release(conn, [before.id], tally, now)
         tally.apply(conn, now)
-        closed = conn.execute(_CLOSE_ATTEMPT, {"job": job_id, "now": now,
-                                               "result": Outcome.ADVANCED.value}).rowcount
+        closed = _CLOSE.run(conn, {"job": before.id, "now": now,
+                                   "result": Outcome.ADVANCED.value})
         if not closed:  # a move without a claim: the attempts cannot tell it
-            conn.execute(_NEW_EVENT, _event(board_id, EventKind.ADVANCED, now, job_id=job_id,
+            conn.execute(_NEW_EVENT, _event(board_id, EventKind.ADVANCED, now, job_id=before.id,
                                             stage=stage))
     live.mark_dirty(board_id)
     wakeup.work_arrived(board_id)
-    return job_id
+    return before.id
 
 
-_TOUCH_WORKER = (
+_TOUCH_WORKER = Hot(
     update(WORKERS)
     .where(WORKERS.c.board_id == bindparam("b"), WORKERS.c.name == bindparam("w"))
     .values(last_seen=bindparam("now"), state=WorkerState.ALIVE.value,
@@ -399,9 +402,9 @@ def touch_worker(conn: Connection, board_id: int, name: str, now: float,
                  host: str | None = None, pid: int | None = None,
                  resources: str | None = None, allocation: str | None = None) -> None:
     """Record that a worker is alive now (created on first sight)."""
-    n = conn.execute(_TOUCH_WORKER, {"b": board_id, "w": name, "now": now, "new_host": host,
-                                     "new_pid": pid, "new_resources": resources,
-                                     "new_allocation": allocation}).rowcount
+    n = _TOUCH_WORKER.run(conn, {"b": board_id, "w": name, "now": now, "new_host": host,
+                                 "new_pid": pid, "new_resources": resources,
+                                 "new_allocation": allocation})
     if not n:
         conn.execute(insert_ignore(WORKERS, ["board_id", "name"], _dialect()).values(
             board_id=board_id, name=name, first_seen=now, last_seen=now,

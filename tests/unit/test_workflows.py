@@ -252,8 +252,8 @@ def test_the_claim_is_one_indexed_statement_at_a_million_jobs(app):
             return "\n".join(r[0] for r in conn.exec_driver_sql("EXPLAIN " + compiled.string,
                                                                 params))
 
-        claim = plan(lifecycle_jobs._CLAIM, b=b.id, from_stage=0, n=10, to_stage=1, top=1,
-                     now=0.0, hb=None)
+        claim = plan(lifecycle_jobs._CLAIM.statement, b=b.id, from_stage=0, n=10, to_stage=1,
+                     top=1, now=0.0, hb=None)
         # the sweep: the stage's priorities, one seek each, then a range of each
         priorities = plan(sweep._LOWER_PRIORITY, b=b.id, s=0, p=2)
         flag = plan(sweep._FLAG_OVERDUE, b=b.id, s=0, p=1, cut=50.0)
