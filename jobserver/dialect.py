@@ -113,7 +113,8 @@ class Hot:
         if prepared is None:
             compiled = self.statement.compile(dialect=dialect)
             processors = dict(compiled._bind_processors)
-            fixed = {k: v for k, v in compiled.params.items() if v is not None}
+            fixed = {name: bind.effective_value for bind, name in compiled.bind_names.items()
+                     if not bind.required}
             # columns with a default in Python (not in the database) that
             # the statement leaves out: scalar ones are constants
             for column in (*compiled.insert_prefetch, *compiled.update_prefetch):
@@ -134,7 +135,10 @@ class Hot:
             proc = p.processors.get(k)
             values[k] = v if proc is None else proc(v)
         cursor = conn.connection.dbapi_connection.cursor()
-        cursor.execute(p.sql, values if p.names is None else [values[k] for k in p.names])
+        args = values if p.names is None else tuple([values[k] for k in p.names])
+        if conn.dispatch.before_cursor_execute:  # listeners (tests) see these statements too
+            conn.dispatch.before_cursor_execute(conn, cursor, p.sql, args, None, False)
+        cursor.execute(p.sql, args)
         return cursor
 
     def all(self, conn: Connection, params: dict[str, Any]) -> list[Any]:

@@ -12,13 +12,13 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, bindparam, exists, func, select, update
 
 from .. import live, wakeup
-from ..dialect import write_transaction
+from ..dialect import Hot, write_transaction
 from ..models import EventKind, JobState, Outcome, WorkerState
-from .common import (ACTIVE, ATTEMPTS, BOARDS, JOBS, WORKERS, _LAST_STAGE, _NEW_EVENT, Conflict,
-                     _check_stages, _engine, _event)
+from .common import (ACTIVE, ATTEMPTS, BOARDS, DEPS, JOBS, STAGES, WORKERS, _LAST_STAGE,
+                     _NEW_EVENT, Conflict, _check_stages, _engine, _event)
 from . import deps
 from .counters import Tally
 from .jobs import touch_worker
@@ -47,16 +47,29 @@ class Advance:
 
 # By primary key alone: given the board and "still open" as well, SQLite's
 # planner walks a board-wide index (or the whole table) instead, and every
-# report grew with the board's attempt history.
+# report grew with the board's attempt history.  With them, what a report
+# needs besides: the board's last stage, whether other jobs wait on the job.
+_ATTEMPT_COLUMNS = (
+    ATTEMPTS.c.id, ATTEMPTS.c.job_id, ATTEMPTS.c.stage, ATTEMPTS.c.worker,
+    ATTEMPTS.c.board_id, ATTEMPTS.c.ended_at,
+    JOBS.c.key, JOBS.c.state, JOBS.c.attempts, JOBS.c.stage.label("job_stage"),
+    JOBS.c.max_attempts.label("job_max_attempts"), ATTEMPTS.c.allocation,
+    ATTEMPTS.c.notes,
+    select(func.max(STAGES.c.number)).where(STAGES.c.board_id == JOBS.c.board_id)
+    .scalar_subquery().label("last"),
+    exists().where(DEPS.c.upstream_id == JOBS.c.id, DEPS.c.satisfied.is_(False))
+    .label("downstream"))
 _OPEN_ATTEMPTS = (
-    select(ATTEMPTS.c.id, ATTEMPTS.c.job_id, ATTEMPTS.c.stage, ATTEMPTS.c.worker,
-           ATTEMPTS.c.board_id, ATTEMPTS.c.ended_at,
-           JOBS.c.key, JOBS.c.state, JOBS.c.attempts, JOBS.c.stage.label("job_stage"),
-           JOBS.c.max_attempts.label("job_max_attempts"), ATTEMPTS.c.allocation,
-           ATTEMPTS.c.notes)
+    select(*_ATTEMPT_COLUMNS)
     .join(JOBS, JOBS.c.id == ATTEMPTS.c.job_id)
     .where(ATTEMPTS.c.id.in_(bindparam("ids", expanding=True)))
     # the jobs too: a cancel committing in between must not be counted twice
+    .with_for_update(of=[ATTEMPTS, JOBS])
+)
+_OPEN_ATTEMPT = Hot(  # the same for one attempt (most reports)
+    select(*_ATTEMPT_COLUMNS)
+    .join(JOBS, JOBS.c.id == ATTEMPTS.c.job_id)
+    .where(ATTEMPTS.c.id == bindparam("id"))
     .with_for_update(of=[ATTEMPTS, JOBS])
 )
 
@@ -64,7 +77,11 @@ _OPEN_ATTEMPTS = (
 def _open_attempts(conn: Connection, board_id: int, ids: Iterable[int]) -> dict[int, Any]:
     """The still-open attempts of this board among ``ids``, with their jobs,
     locked on PostgreSQL for the rest of the transaction."""
-    rows = conn.execute(_OPEN_ATTEMPTS, {"ids": list(ids)}).all()
+    ids = list(ids)
+    if len(ids) == 1:
+        rows = _OPEN_ATTEMPT.all(conn, {"id": ids[0]})
+    else:
+        rows = conn.execute(_OPEN_ATTEMPTS, {"ids": ids}).all()
     return {r.id: r for r in rows if r.board_id == board_id and r.ended_at is None}
 
 
@@ -81,6 +98,7 @@ _ADVANCE_JOB = (
             heartbeat_at=None, result=bindparam("new_result"), attempts=0)
 )
 _ADVANCE_JOB_FILE = _ADVANCE_JOB.values(filename=bindparam("new_filename"))
+_ADVANCE_ONE = Hot(_ADVANCE_JOB)
 _ADVANCE_JOBS = (
     update(JOBS).where(JOBS.c.id.in_(bindparam("jobs", expanding=True)))
     .values(stage=bindparam("to_stage"), entered_at=bindparam("now"), flagged=False,
@@ -94,6 +112,7 @@ _END_ATTEMPT = (
     update(ATTEMPTS).where(ATTEMPTS.c.id == bindparam("attempt"))
     .values(ended_at=bindparam("now"), outcome=bindparam("result_outcome"))
 )
+_END_ONE = Hot(_END_ATTEMPT)
 _KEEP_LOG = (
     update(ATTEMPTS).where(ATTEMPTS.c.id == bindparam("attempt")).values(log=bindparam("tail"))
 )
@@ -115,7 +134,10 @@ def advance(board_id: int, items: Sequence[Advance]) -> dict[str, int]:
         _require_open(found, ids)
         targets = {i.attempt_id: (found[i.attempt_id].stage + 2 if i.to_stage is None
                                   else i.to_stage) for i in items}
-        last = _check_stages(conn, board_id, *targets.values())
+        last = next(iter(found.values())).last  # None: the board declares no stages
+        _check_stages(None, board_id, *targets.values())
+        if last is not None and max(targets.values()) > last:
+            _check_stages(conn, board_id, *targets.values())  # says which
         moving = [i for i in items if found[i.attempt_id].state == ACTIVE]
         cancelled = [i for i in items if found[i.attempt_id].state != ACTIVE]
         # Plain reports (no result, no file name) move in one statement per
@@ -128,7 +150,11 @@ def advance(board_id: int, items: Sequence[Advance]) -> dict[str, int]:
             else:
                 detailed.append(i)
         for to_stage, job_ids in plain.items():
-            conn.execute(_ADVANCE_JOBS, {"jobs": job_ids, "to_stage": to_stage, "now": now})
+            if len(job_ids) == 1:
+                _ADVANCE_ONE.run(conn, {"job": job_ids[0], "to_stage": to_stage, "now": now,
+                                        "new_result": None})
+            else:
+                conn.execute(_ADVANCE_JOBS, {"jobs": job_ids, "to_stage": to_stage, "now": now})
         for stmt, group in ((_ADVANCE_JOB, [i for i in detailed if i.filename is None]),
                             (_ADVANCE_JOB_FILE, [i for i in detailed if i.filename is not None])):
             if group:
@@ -142,10 +168,14 @@ def advance(board_id: int, items: Sequence[Advance]) -> dict[str, int]:
             tally.move(board_id, 1, (a.job_stage, ACTIVE), (targets[i.attempt_id], ACTIVE))
             tally.reach(board_id, targets[i.attempt_id])
         deps.release(conn, [found[i.attempt_id].job_id for i in moving
-                            if targets[i.attempt_id] == last], tally, now)
+                            if targets[i.attempt_id] == last and found[i.attempt_id].downstream],
+                     tally, now)
         tally.apply(conn, now)
         for outcome, group in ((Outcome.ADVANCED, moving), (Outcome.CANCELLED, cancelled)):
-            if group:
+            if len(group) == 1:
+                _END_ONE.run(conn, {"attempt": group[0].attempt_id, "now": now,
+                                    "result_outcome": outcome.value})
+            elif group:
                 conn.execute(_END_ATTEMPTS, {"attempts": [i.attempt_id for i in group],
                                              "now": now, "result_outcome": outcome.value})
         logs = [{"attempt": i.attempt_id, "tail": _text(i.log, MAX_LOG)} for i in items if i.log]

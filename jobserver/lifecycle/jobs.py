@@ -6,7 +6,7 @@ import json
 import time
 from typing import Any, Iterable, NamedTuple
 
-from sqlalchemy import Connection, bindparam, exists, func, select, update
+from sqlalchemy import Connection, bindparam, exists, func, literal_column, select, update
 
 from .. import live, sweeper, wakeup
 from ..dialect import (Hot, insert_ignore, insert_rows_ignore, insert_rows_returning,
@@ -29,8 +29,10 @@ _CLAIM = Hot(
     update(JOBS)
     .where(JOBS.c.id.in_(
         select(JOBS.c.id)
+        # the state written out, not bound: SQLite ran the claim three times
+        # slower with "state = ?" (measured: 0.25 against 0.07 ms)
         .where(JOBS.c.board_id == bindparam("b"), JOBS.c.stage == bindparam("from_stage"),
-               JOBS.c.state == ACTIVE)
+               JOBS.c.state == literal_column(f"'{ACTIVE}'"))
         .order_by(JOBS.c.priority.desc(), JOBS.c.entered_at, JOBS.c.id)
         .limit(bindparam("n"))
         .with_for_update(skip_locked=True)  # PostgreSQL; SQLite locks the whole file
