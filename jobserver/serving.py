@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,10 @@ def run_standalone(host: str, port: int, async_mode: str = "threading") -> None:
             import eventlet
 
         eventlet.monkey_patch()
+        # psycopg waits for PostgreSQL in C (poll), which would stop every
+        # green thread; through select, which eventlet has made green, other
+        # requests go on meanwhile (measured: bench/scale_bench.py)
+        os.environ.setdefault("PSYCOPG_WAIT_FUNC", "wait_select")
 
     from . import create_app
     from .extensions import socketio

@@ -129,7 +129,7 @@ def advance(board_id: int, items: Sequence[Advance]) -> dict[str, int]:
                        {"repeated_attempts": sorted(
                            i for i, k in collections.Counter(ids).items() if k > 1)[:50]})
     now = time.time()
-    with write_transaction(_engine()) as conn:
+    with write_transaction(_engine(), durable=False) as conn:
         found = _open_attempts(conn, board_id, ids)
         _require_open(found, ids)
         targets = {i.attempt_id: (found[i.attempt_id].stage + 2 if i.to_stage is None
@@ -170,7 +170,6 @@ def advance(board_id: int, items: Sequence[Advance]) -> dict[str, int]:
         deps.release(conn, [found[i.attempt_id].job_id for i in moving
                             if targets[i.attempt_id] == last and found[i.attempt_id].downstream],
                      tally, now)
-        tally.apply(conn, now)
         for outcome, group in ((Outcome.ADVANCED, moving), (Outcome.CANCELLED, cancelled)):
             if len(group) == 1:
                 _END_ONE.run(conn, {"attempt": group[0].attempt_id, "now": now,
@@ -181,6 +180,7 @@ def advance(board_id: int, items: Sequence[Advance]) -> dict[str, int]:
         logs = [{"attempt": i.attempt_id, "tail": _text(i.log, MAX_LOG)} for i in items if i.log]
         if logs:
             conn.execute(_KEEP_LOG, logs)
+        tally.apply(conn, now)  # last: the board's counter rows are locked until commit
     live.mark_dirty(board_id)
     wakeup.work_arrived(board_id)
     return {"advanced": len(moving), "cancelled": len(cancelled)}
@@ -348,7 +348,7 @@ def heartbeat(board_id: int, worker: str, running: Sequence[int] = (),
     ``allocation`` (batch job) the worker runs in."""
     now = time.time()
     samples = samples or {}
-    with write_transaction(_engine()) as conn:
+    with write_transaction(_engine(), durable=False) as conn:
         touch_worker(conn, board_id, worker, now, host=host, pid=pid,
                      resources=json.dumps(resources) if resources else None,
                      allocation=allocation)

@@ -316,7 +316,7 @@ def claim(board_id: int, stage: int, n: int = 1, to_stage: int | None = None,
     to = stage + 1 if to_stage is None else to_stage
     now = time.time()
     _check_stages(None, board_id, stage, to)
-    with write_transaction(_engine()) as conn:
+    with write_transaction(_engine(), durable=False) as conn:
         n = _free_slots(conn, board_id, n)
         if lease and worker:
             touch_worker(conn, board_id, worker, now, host=host, pid=pid, allocation=allocation)
@@ -338,12 +338,12 @@ def claim(board_id: int, stage: int, n: int = 1, to_stage: int | None = None,
             # a claim that jumps to the last stage finishes its jobs
             tally.reach(board_id, to, len(rows))
             deps.release(conn, [r.id for r in rows], tally, now)
-        tally.apply(conn, now)
         if len(attempts) == 1:
             attempt_ids = [_NEW_ATTEMPT.first(conn, attempts[0]).id]
         else:  # one multi-row INSERT; RETURNING order is not guaranteed: map by job
             by_job = {r.job_id: r.id for r in conn.execute(_NEW_ATTEMPTS, attempts)}
             attempt_ids = [by_job[r.id] for r in rows]
+        tally.apply(conn, now)  # last: the board's counter rows are locked until commit
     live.mark_dirty(board_id)
     return [ClaimedJob(r.id, r.key, r.payload, stage, a, r.attempts)
             for r, a in zip(rows, attempt_ids)]
@@ -355,7 +355,7 @@ def update_job(board_id: int, key: str, stage: int, filename: str | None = None,
     the time, closes its open attempt.  Returns the job id."""
     now = time.time()
     _check_stages(None, board_id, stage)
-    with write_transaction(_engine()) as conn:
+    with write_transaction(_engine(), durable=False) as conn:
         before = _JOB_STAGE.first(conn, {"b": board_id, "k": key})
         if before is None or (before.last is not None and stage > before.last):
             _check_stages(conn, board_id, stage)
@@ -378,12 +378,12 @@ def update_job(board_id: int, key: str, stage: int, filename: str | None = None,
             tally.reach(board_id, stage)
             if stage == before.last and before.downstream:
                 deps.release(conn, [before.id], tally, now)
-        tally.apply(conn, now)
         closed = _CLOSE.run(conn, {"job": before.id, "now": now,
                                    "result": Outcome.ADVANCED.value})
         if not closed:  # a move without a claim: the attempts cannot tell it
             conn.execute(_NEW_EVENT, _event(board_id, EventKind.ADVANCED, now, job_id=before.id,
                                             stage=stage))
+        tally.apply(conn, now)  # last: the board's counter rows are locked until commit
     live.mark_dirty(board_id)
     wakeup.work_arrived(board_id)
     return before.id
