@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -26,10 +25,11 @@ def run_standalone(host: str, port: int, async_mode: str = "threading") -> None:
             import eventlet
 
         eventlet.monkey_patch()
-        # psycopg waits for PostgreSQL in C (poll), which would stop every
-        # green thread; through select, which eventlet has made green, other
-        # requests go on meanwhile (measured: bench/scale_bench.py)
-        os.environ.setdefault("PSYCOPG_WAIT_FUNC", "wait_select")
+        # psycopg keeps waiting for PostgreSQL in C (poll), which holds the
+        # process's one OS thread: measured against its green-select wait
+        # (PSYCOPG_WAIT_FUNC=wait_select), the same throughput for a third
+        # more CPU, now that claims and reports do not wait for the disk;
+        # a second process is the way to more (README, "Scaling out")
 
     from . import create_app
     from .extensions import socketio
