@@ -7,6 +7,7 @@ from typing import Any, Iterable, NamedTuple, Sequence
 
 from sqlalchemy import Connection, bindparam, func, or_, select, update
 
+from ..dialect import Hot
 from ..extensions import db
 from ..limits import MAX_STAGE
 from ..models import (Allocation, Attempt, Board, Dependency, Event, EventKind, Job, JobState,
@@ -85,6 +86,7 @@ _LAST_STAGE = select(func.max(STAGES.c.number)).where(STAGES.c.board_id == bindp
 # declared stages).  Folded into the hot statements so that a claim or an
 # update needs no separate check; when they change nothing, _check_stages
 # tells an unknown stage from "no job".
+_LAST = Hot(_LAST_STAGE)  # the same, run directly (every empty claim asks it)
 _STAGE_OK = or_(_LAST_STAGE.scalar_subquery().is_(None),
                 bindparam("top") <= _LAST_STAGE.scalar_subquery())
 _NEW_EVENT = EVENTS.insert()
@@ -133,7 +135,8 @@ def _check_stages(conn: Connection | None, board_id: int, *stages: int) -> int |
                                f"stage numbers go up to {MAX_STAGE}")
     if conn is None:
         return None
-    last = conn.execute(_LAST_STAGE, {"b": board_id}).scalar()
+    row = _LAST.first(conn, {"b": board_id})
+    last = None if row is None else row[0]
     if last is not None:
         for s in stages:
             if s > last:
