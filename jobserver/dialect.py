@@ -101,7 +101,9 @@ class Hot:
     took to run the statements themselves: measured on the classic loop,
     1.3 of its 1.85 ms per job in-process (bench/scale_bench.py shows the
     effect through HTTP).  Parameters are given by name, as to
-    ``conn.execute``; no expanding IN lists."""
+    ``conn.execute``; no expanding IN lists.  While statement listeners or
+    echo are on, they run through SQLAlchemy instead.  Errors are the
+    driver's own (nothing here catches SQLAlchemy's wrapped ones)."""
 
     def __init__(self, statement: Any) -> None:
         self.statement = statement
@@ -135,14 +137,20 @@ class Hot:
             proc = p.processors.get(k)
             values[k] = v if proc is None else proc(v)
         cursor = conn.connection.dbapi_connection.cursor()
-        args = values if p.names is None else tuple([values[k] for k in p.names])
-        if conn.dispatch.before_cursor_execute:  # listeners (tests) see these statements too
-            conn.dispatch.before_cursor_execute(conn, cursor, p.sql, args, None, False)
-        cursor.execute(p.sql, args)
+        cursor.execute(p.sql, values if p.names is None else tuple([values[k] for k in p.names]))
         return cursor
+
+    @staticmethod
+    def _observed(conn: Connection) -> bool:
+        """Somebody listens to statements (query recording, tracing, tests):
+        then they go through SQLAlchemy, as every other statement does."""
+        return bool(conn.dispatch.before_cursor_execute or conn.dispatch.after_cursor_execute
+                    or conn.engine.echo)
 
     def all(self, conn: Connection, params: dict[str, Any]) -> list[Any]:
         """The rows it answers, as named tuples."""
+        if self._observed(conn):
+            return list(conn.execute(self.statement, params))
         cursor = self._cursor(conn, params)
         try:
             rows = cursor.fetchall()
@@ -160,6 +168,8 @@ class Hot:
 
     def run(self, conn: Connection, params: dict[str, Any]) -> int:
         """Runs it; answers how many rows it changed."""
+        if self._observed(conn):
+            return conn.execute(self.statement, params).rowcount
         cursor = self._cursor(conn, params)
         try:
             return cursor.rowcount
@@ -213,7 +223,21 @@ def _writer(engine: Engine) -> _Writer:
         return w
 
 
-_DURABLE_COMMIT = Hot(text("SET LOCAL synchronous_commit TO on"))
+# the server's own setting (postgresql.conf, the role's), not the
+# connections' "off": an operator's remote_apply stays in force
+_DURABLE_COMMIT = Hot(text("SET LOCAL synchronous_commit TO DEFAULT"))
+
+
+def _durable(conn: Connection) -> None:
+    """This transaction's commit waits for the disk as the server is set to
+    (PostgreSQL; see write_transaction)."""
+    if conn.dialect.name == "postgresql":
+        _DURABLE_COMMIT.run(conn, {})
+
+
+def durable_commit(conn: Connection) -> None:
+    """For transactions not opened by write_transaction (migrations)."""
+    _durable(conn)
 
 
 @contextmanager
@@ -226,17 +250,19 @@ def write_transaction(engine: Engine, durable: bool = True) -> Iterator[Connecti
 
     ``durable=False`` (claims, reports, heartbeats): on PostgreSQL the
     commit does not wait for its WAL to reach the disk (the connections'
-    setting, see config.py; other transactions turn it on for themselves),
-    the guarantee SQLite gives here with synchronous=NORMAL.  A server
-    process killed at any moment loses nothing; a crash of the database
-    machine may forget the last fraction of a second of claims and reports
-    (their jobs are then claimed or run again, never lost).  It also halves
-    the time a claim holds the board's counter rows, which every claim and
-    report updates, and saves a round trip."""
+    setting, see tune_engine; other transactions ask for the server's own
+    setting back).  A server process killed at any moment loses nothing; a
+    crash of PostgreSQL (its machine, or its server process) may forget the
+    last fraction of a second of claims and reports: their jobs are then
+    claimed or run again, and a worker still holding such a forgotten claim
+    gets a 409 when it reports, unless the attempt number was handed out
+    again meanwhile.  Pushes and every other write wait for the disk.  It
+    halves the time a claim holds the board's counter rows, which every
+    claim and report updates, and saves a round trip."""
     if engine.dialect.name != "sqlite":
         with engine.begin() as conn:
-            if durable and engine.dialect.name == "postgresql":
-                _DURABLE_COMMIT.run(conn, {})
+            if durable:
+                _durable(conn)
             yield conn
         return
     w = _writer(engine)

@@ -12,16 +12,16 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import Connection, bindparam, exists, func, select, update
+from sqlalchemy import Connection, bindparam, func, select, update
 
 from .. import live, wakeup
 from ..dialect import Hot, write_transaction
 from ..models import EventKind, JobState, Outcome, WorkerState
-from .common import (ACTIVE, ATTEMPTS, BOARDS, DEPS, JOBS, STAGES, WORKERS, _LAST_STAGE,
+from .common import (ACTIVE, ATTEMPTS, BOARDS, JOBS, STAGES, WORKERS, _LAST_STAGE,
                      _NEW_EVENT, Conflict, _check_stages, _engine, _event)
 from . import deps
 from .counters import Tally
-from .jobs import touch_worker
+from .jobs import DOWNSTREAM, touch_worker
 from .pools import record_samples
 
 MAX_ERROR = 4000  # characters of error text kept
@@ -47,8 +47,8 @@ class Advance:
 
 # By primary key alone: given the board and "still open" as well, SQLite's
 # planner walks a board-wide index (or the whole table) instead, and every
-# report grew with the board's attempt history.  With them, what a report
-# needs besides: the board's last stage, whether other jobs wait on the job.
+# report grew with the board's attempt history.  With them, the board's
+# last stage.
 _ATTEMPT_COLUMNS = (
     ATTEMPTS.c.id, ATTEMPTS.c.job_id, ATTEMPTS.c.stage, ATTEMPTS.c.worker,
     ATTEMPTS.c.board_id, ATTEMPTS.c.ended_at,
@@ -56,9 +56,7 @@ _ATTEMPT_COLUMNS = (
     JOBS.c.max_attempts.label("job_max_attempts"), ATTEMPTS.c.allocation,
     ATTEMPTS.c.notes,
     select(func.max(STAGES.c.number)).where(STAGES.c.board_id == JOBS.c.board_id)
-    .scalar_subquery().label("last"),
-    exists().where(DEPS.c.upstream_id == JOBS.c.id, DEPS.c.satisfied.is_(False))
-    .label("downstream"))
+    .scalar_subquery().label("last"))
 _OPEN_ATTEMPTS = (
     select(*_ATTEMPT_COLUMNS)
     .join(JOBS, JOBS.c.id == ATTEMPTS.c.job_id)
@@ -98,7 +96,7 @@ _ADVANCE_JOB = (
             heartbeat_at=None, result=bindparam("new_result"), attempts=0)
 )
 _ADVANCE_JOB_FILE = _ADVANCE_JOB.values(filename=bindparam("new_filename"))
-_ADVANCE_ONE = Hot(_ADVANCE_JOB)
+_ADVANCE_ONE = Hot(_ADVANCE_JOB.returning(DOWNSTREAM))
 _ADVANCE_JOBS = (
     update(JOBS).where(JOBS.c.id.in_(bindparam("jobs", expanding=True)))
     .values(stage=bindparam("to_stage"), entered_at=bindparam("now"), flagged=False,
@@ -144,6 +142,7 @@ def advance(board_id: int, items: Sequence[Advance]) -> dict[str, int]:
         # target stage; the others one row each.
         plain: dict[int, list[int]] = {}
         detailed = []
+        done_alone = set()  # single jobs moved to the last stage that no job waits on
         for i in moving:
             if i.result is None and i.filename is None:
                 plain.setdefault(targets[i.attempt_id], []).append(found[i.attempt_id].job_id)
@@ -151,8 +150,10 @@ def advance(board_id: int, items: Sequence[Advance]) -> dict[str, int]:
                 detailed.append(i)
         for to_stage, job_ids in plain.items():
             if len(job_ids) == 1:
-                _ADVANCE_ONE.run(conn, {"job": job_ids[0], "to_stage": to_stage, "now": now,
-                                        "new_result": None})
+                moved = _ADVANCE_ONE.first(conn, {"job": job_ids[0], "to_stage": to_stage,
+                                                  "now": now, "new_result": None})
+                if not moved.downstream:
+                    done_alone.add(job_ids[0])
             else:
                 conn.execute(_ADVANCE_JOBS, {"jobs": job_ids, "to_stage": to_stage, "now": now})
         for stmt, group in ((_ADVANCE_JOB, [i for i in detailed if i.filename is None]),
@@ -168,8 +169,8 @@ def advance(board_id: int, items: Sequence[Advance]) -> dict[str, int]:
             tally.move(board_id, 1, (a.job_stage, ACTIVE), (targets[i.attempt_id], ACTIVE))
             tally.reach(board_id, targets[i.attempt_id])
         deps.release(conn, [found[i.attempt_id].job_id for i in moving
-                            if targets[i.attempt_id] == last and found[i.attempt_id].downstream],
-                     tally, now)
+                            if targets[i.attempt_id] == last
+                            and found[i.attempt_id].job_id not in done_alone], tally, now)
         for outcome, group in ((Outcome.ADVANCED, moving), (Outcome.CANCELLED, cancelled)):
             if len(group) == 1:
                 _END_ONE.run(conn, {"attempt": group[0].attempt_id, "now": now,

@@ -118,15 +118,20 @@ def is_capped(conn: Connection, board_id: int) -> bool:
     hit = cache.get(board_id)
     if hit is not None and hit[0] > now:
         return hit[1]
+    changes = current_app.extensions.get("jobserver_cap_changes", 0)
     capped = conn.execute(_MAX_RUNNING, {"b": board_id}).scalar() is not None
-    if len(cache) >= 10_000:
-        cache.clear()
-    cache[board_id] = (now + CAP_TTL, capped)
+    if current_app.extensions.get("jobserver_cap_changes", 0) == changes:
+        # (not if a cap was set here meanwhile: what was read may predate it)
+        if len(cache) >= 10_000:
+            cache.clear()
+        cache[board_id] = (now + CAP_TTL, capped)
     return capped
 
 
 def _forget_cap(board_id: int) -> None:
     """The board's max_running changed: read it afresh at the next claim."""
+    current_app.extensions["jobserver_cap_changes"] = (
+        current_app.extensions.get("jobserver_cap_changes", 0) + 1)
     current_app.extensions.get("jobserver_caps", {}).pop(board_id, None)
 
 

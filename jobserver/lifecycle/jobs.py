@@ -64,14 +64,17 @@ def _free_slots(conn: Connection, board_id: int, n: int) -> int:
     return max(0, min(n, cap - conn.execute(_RUNNING, {"b": board_id}).scalar_one()))
 
 
-# The job as a report finds it, with what the report needs to know besides:
-# the board's last stage and whether other jobs still wait for this one.
+# The job as a report finds it, with the board's last stage.
 _JOB_STAGE = Hot(select(JOBS.c.id, JOBS.c.stage, JOBS.c.state, JOBS.c.waiting_on,
-                         _LAST_STAGE.scalar_subquery().label("last"),
-                         exists().where(DEPS.c.upstream_id == JOBS.c.id,
-                                        DEPS.c.satisfied.is_(False)).label("downstream"))
+                         _LAST_STAGE.scalar_subquery().label("last"))
                   .where(JOBS.c.board_id == bindparam("b"), JOBS.c.key == bindparam("k"))
                   .with_for_update(of=JOBS))  # PostgreSQL: the move below is counted from this
+# Whether other jobs still wait for the moved job, answered by the move
+# itself: read in a statement that starts once the job is locked, so that it
+# sees the dependencies of a push that held the job until it committed
+# (the locking SELECT's own snapshot may be older than that push).
+DOWNSTREAM = exists().where(DEPS.c.upstream_id == JOBS.c.id,
+                            DEPS.c.satisfied.is_(False)).label("downstream")
 _ATTEMPT_COLUMNS = ("job_id", "board_id", "stage", "worker", "host", "started_at", "ended_at",
                     "outcome", "allocation")
 _NEW_ATTEMPT = Hot(ATTEMPTS.insert().values({c: bindparam(c) for c in _ATTEMPT_COLUMNS})
@@ -92,7 +95,8 @@ def _update_statement(with_filename: bool, with_payload: bool, forward: bool) ->
         values["filename"] = bindparam("new_filename")
     if with_payload:
         values["payload"] = bindparam("new_payload")
-    return Hot(update(JOBS).where(JOBS.c.id == bindparam("job")).values(**values))
+    return Hot(update(JOBS).where(JOBS.c.id == bindparam("job")).values(**values)
+               .returning(DOWNSTREAM))
 
 
 class PushResult(NamedTuple):
@@ -371,12 +375,13 @@ def update_job(board_id: int, key: str, stage: int, filename: str | None = None,
             params["new_filename"] = filename
         if payload is not None:
             params["new_payload"] = payload
-        _update_statement(filename is not None, payload is not None, forward).run(conn, params)
+        moved = _update_statement(filename is not None, payload is not None, forward).first(
+            conn, params)
         tally = Tally()
         tally.move(board_id, 1, (before.stage, before.state), (stage, state))
         if forward:
             tally.reach(board_id, stage)
-            if stage == before.last and before.downstream:
+            if stage == before.last and moved.downstream:
                 deps.release(conn, [before.id], tally, now)
         closed = _CLOSE.run(conn, {"job": before.id, "now": now,
                                    "result": Outcome.ADVANCED.value})

@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 
 from jobserver import models  # noqa: F401  (registers the tables)
+from jobserver.dialect import durable_commit
 from jobserver.extensions import db
 
 config = context.config
@@ -22,6 +23,7 @@ def run_migrations_online() -> None:
 
 
 def _run(connection) -> None:
+    durable_commit(connection)  # PostgreSQL: a schema change waits for the disk
     context.configure(connection=connection, target_metadata=target_metadata,
                       render_as_batch=connection.dialect.name == "sqlite")
     with context.begin_transaction():

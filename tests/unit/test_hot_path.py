@@ -92,3 +92,45 @@ def test_postgresql_claims_and_reports_do_not_wait_for_the_disk(postgres_app):
     assert setting(durable=True) == "on"
     assert setting(durable=False) == "off"
     assert setting(durable=True) == "on"  # SET LOCAL: gone with its transaction
+
+
+def test_a_report_sees_the_dependencies_of_a_push_that_held_its_job(postgres_app):
+    """A workflow push locks the upstream jobs it reads (FOR SHARE) while it
+    writes their new downstream jobs; a report of such a job waits for that
+    push and must then release the job it added (it read "no downstream
+    jobs" from a snapshot older than the push, and left it blocked forever)."""
+    import threading
+
+    b = lifecycle.ensure_board(11)
+    lifecycle.set_lifetimes_if_unset(b.id, [60, 60, 0])
+    lifecycle.push(b.id, [NewJob("up", "{}", 0)])
+    up = lifecycle.claim(b.id, 0)[0]
+    with db.engine.connect() as push:  # the push, by hand, held open
+        push.exec_driver_sql("SELECT id FROM jobs WHERE id = %s FOR SHARE", (up.id,))
+        down = push.exec_driver_sql(
+            "INSERT INTO jobs (board_id, key, payload, stage, entered_at, flagged, attempts, "
+            "state, priority, waiting_on) VALUES (%s, 'down', '{}', 0, 0, false, 0, 'blocked', "
+            "0, 1) RETURNING id", (b.id,)).scalar()
+        push.exec_driver_sql("INSERT INTO dependencies (upstream_id, job_id, satisfied) "
+                             "VALUES (%s, %s, false)", (up.id, down))
+        app = postgres_app
+        errors: list[BaseException] = []
+
+        def report() -> None:
+            try:
+                with app.app_context():
+                    lifecycle.update_job(b.id, "up", 2)
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        reporter = threading.Thread(target=report)
+        reporter.start()
+        reporter.join(1.0)
+        assert reporter.is_alive()  # waiting for the push's lock
+        push.commit()
+    reporter.join(10)
+    assert not errors, errors
+    with db.engine.connect() as conn:
+        state = conn.exec_driver_sql("SELECT state, waiting_on FROM jobs WHERE id = %s",
+                                     (down,)).one()
+    assert tuple(state) == ("active", 0)
