@@ -350,16 +350,18 @@ def heartbeat(board_id: int, worker: str, running: Sequence[int] = (),
     now = time.time()
     samples = samples or {}
     with write_transaction(_engine(), durable=False) as conn:
+        # jobs, then attempts, then the worker's row: the order the sweep
+        # locks them in (a heartbeat and a sweep must not wait on each other)
+        conn.execute(_KEEP_ALIVE, {"b": board_id, "w": worker, "now": now})
+        asked = set(running) | set(logs or ()) | set(notes or ()) | set(samples)
+        found = _open_attempts(conn, board_id, asked) if asked else {}
         touch_worker(conn, board_id, worker, now, host=host, pid=pid,
                      resources=json.dumps(resources) if resources else None,
                      allocation=allocation)
-        conn.execute(_KEEP_ALIVE, {"b": board_id, "w": worker, "now": now})
         if stopped:  # a clean exit: not to be reported lost later
             conn.execute(update(WORKERS).where(WORKERS.c.board_id == board_id,
                                                WORKERS.c.name == worker)
                          .values(state=WorkerState.STOPPED.value))
-        asked = set(running) | set(logs or ()) | set(notes or ()) | set(samples)
-        found = _open_attempts(conn, board_id, asked) if asked else {}
         tails = [{"attempt": a, "tail": _text(t, MAX_LOG)} for a, t in (logs or {}).items()
                  if a in found and found[a].worker == worker]
         if tails:

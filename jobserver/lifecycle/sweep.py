@@ -130,7 +130,8 @@ def _claimed_from(conn: Connection, job_ids: list[int]) -> dict[int, int]:
     return {r.job_id: r.stage for r in rows}
 
 
-def _auto_requeue(conn: Connection, flagged: list[Any], now: float) -> tuple[int, int]:
+def _auto_requeue(conn: Connection, flagged: list[Any], now: float,
+                  tally: Tally) -> tuple[int, int]:
     """Send flagged jobs at odd stages back to the stage they were claimed
     from (one stage down when no claim is known), or fail them there once
     they used up their attempts at that stage.  Returns (requeued,
@@ -150,7 +151,6 @@ def _auto_requeue(conn: Connection, flagged: list[Any], now: float) -> tuple[int
         limit = r.max_attempts or boards[r.board_id].max_attempts  # its own, or its board's
         into = fail if r.attempts >= limit else requeue
         into.setdefault((r.stage, back[r.id]), []).append(r)
-    tally = Tally()
     for (stage, to), rows in requeue.items():
         conn.execute(update(JOBS).where(JOBS.c.id.in_([r.id for r in rows]))
                      .values(stage=to, flagged=False, entered_at=now, heartbeat_at=None))
@@ -163,7 +163,6 @@ def _auto_requeue(conn: Connection, flagged: list[Any], now: float) -> tuple[int
                              error="lost: its worker went silent for longer than the lifetime"))
         for r in rows:
             tally.move(r.board_id, 1, (stage, ACTIVE), (to, JobState.FAILED.value))
-    tally.apply(conn, now)
     moved = [r for rows in requeue.values() for r in rows]
     failed = [r for rows in fail.values() for r in rows]
     _close_attempts(conn, [r.id for r in moved + failed], now, Outcome.LOST)
@@ -190,8 +189,12 @@ def sweep(board_id: int | None = None, now: float | None = None,
         if not try_sweep_lock(conn):  # another process sweeps right now
             return SweepResult(0, 0, 0)
         flagged = _flag_overdue(conn, now, board_id)
-        requeued, failed = _auto_requeue(conn, flagged, now)
+        tally = Tally()
+        requeued, failed = _auto_requeue(conn, flagged, now, tally)
         changed = _lose_silent_workers(conn, now, lost_after, board_id)
+        # the counters last, as in claims and reports (which take a worker's
+        # row, then the counters): the same order everywhere, no deadlock
+        tally.apply(conn, now)
     for b in changed | {r.board_id for r in flagged}:
         live.mark_dirty(b)
         wakeup.work_arrived(b)
