@@ -53,6 +53,7 @@ _RUNNING = (select(func.coalesce(func.sum(COUNTS.c.n), 0))
             .where(COUNTS.c.board_id == bindparam("b"), COUNTS.c.state == ACTIVE,
                    COUNTS.c.stage % 2 == 1))
 
+
 def _free_slots(conn: Connection, board_id: int, n: int) -> int:
     """How many of ``n`` jobs a claim may take under the board's max_running."""
     if not is_capped(conn, board_id):
