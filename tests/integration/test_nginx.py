@@ -330,7 +330,10 @@ def test_three_processes_behind_nginx_one_killed_mid_run(stack):
     try:
         assert page.done() == N_JOBS, page.updates[-1][1]
         assert len(after_kill) >= 3 and page.connects >= 2
-        assert max(gaps) < 8, f"the page went {max(gaps):.1f} s without an update"
+        # (the reconnection through nginx after the kill makes the longest
+        # gap: 2-3 s on a quiet day, 4-9 s on a day when this 2-core machine
+        # ran everything three times slower, at this change and before it)
+        assert max(gaps) < 15, f"the page went {max(gaps):.1f} s without an update"
     finally:
         page.sio.disconnect()
 
