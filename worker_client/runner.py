@@ -76,6 +76,7 @@ class RunOptions:
 
 ORPHANS_WAIT_MAX = 1800.0  # seconds: the default wait for jobs of lost workers, at most
 ORPHANS_RECHECK = 10.0  # seconds between two looks at the board while waiting (claims: 2 s)
+SIGNAL_GRACE = 1.0  # seconds a command killed by a signal waits for its worker's own signal
 
 PLACEHOLDER = re.compile(r"\{(key|stage|attempt|payload)(?:\[([^\]{}]+)\])?\}")
 
@@ -199,6 +200,7 @@ class Runner:
         self.running: dict[int, _Running] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
+        self._signalled = threading.Event()  # set by the first SIGTERM/SIGINT
         self.stopping = False
         self.killing = False
         self.claimed = 0
@@ -217,6 +219,7 @@ class Runner:
             signal.signal(sig, self._on_signal)
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
+        self._signalled.set()
         if self._holding and not self.running:
             # an idle worker whose claim the server holds: leave now (a job
             # the server gives that claim after all comes back by its lease)
@@ -514,6 +517,11 @@ class Runner:
                 t.join()
             log_tail = capture.tail()
             self._send_notes(r)
+            if code < 0 and not timed_out and not r.cancelled:
+                # a scheduler ending the allocation signals the worker and its
+                # commands at once; the command may die before the main thread
+                # has run the worker's handler: give that handler a moment
+                self._signalled.wait(SIGNAL_GRACE)
             if r.cancelled or (self.stopping and code < 0 and not timed_out):
                 # cancelled, lost, or killed along with its stopping worker
                 # (scancel, a time limit): given back, no attempt counted

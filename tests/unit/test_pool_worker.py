@@ -142,6 +142,27 @@ def test_a_command_killed_with_its_stopping_worker_is_given_back_not_failed():
     assert sorted(source.released_keys) == ["long", "other"] and source.failed_keys == []
 
 
+def test_a_command_killed_just_before_its_worker_hears_the_signal_is_given_back():
+    """The scheduler's signal may reach a command, and the command's end the
+    worker's job thread, before the main thread has run the worker's own
+    handler (a CI run failed this way): the job waits a moment for it."""
+    source = FakeSource([Job("first", None, 0, attempt_id=5)])
+    runner = Runner(source, RunOptions(stage=0, command=["sleep", "30"]), tty=False)
+    t = threading.Thread(target=runner.run)
+    t.start()
+    deadline = time.monotonic() + 10
+    while not (sleeps := [p for p in psutil.Process().children(recursive=True)
+                          if p.name() == "sleep"]):
+        assert time.monotonic() < deadline, "the command never started"
+        time.sleep(0.05)
+    sleeps[0].terminate()
+    time.sleep(0.3)
+    runner._on_signal(signal.SIGTERM, None)
+    t.join(15)
+    assert not t.is_alive()
+    assert source.released_keys == ["first"] and source.failed_keys == []
+
+
 def test_a_command_that_fails_by_itself_is_still_a_failure():
     source = FakeSource([Job("bad", None, 0, attempt_id=9)])
     opts = RunOptions(stage=0, command=["sh", "-c", "kill -TERM $$"])
