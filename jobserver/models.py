@@ -45,16 +45,23 @@ class Outcome(str, enum.Enum):
 
 
 class EventKind(str, enum.Enum):
-    """What the event log holds; claims are the attempts table's rows."""
+    """What the event log holds (lifecycle/events.py reads it)."""
 
     PUSHED = "pushed"
+    CLAIMED = "claimed"  # an attempt started
     ADVANCED = "advanced"
+    DONE = "done"  # reached the board's last stage
     FLAGGED = "flagged"
     REQUEUED = "requeued"
     FAILED = "failed"
     RELEASED = "released"
     CANCELLED = "cancelled"
     RETRIED = "retried"  # a failed or cancelled job put back by a person
+    BLOCKED = "blocked"  # waits for upstream jobs again
+    UNBLOCKED = "unblocked"  # its upstream jobs are done: claimable
+    WORKER_ALIVE = "worker-alive"  # first seen, or back after being lost
+    WORKER_LOST = "worker-lost"
+    WORKER_STOPPED = "worker-stopped"
     # notes a running job wrote in its output (@event=[..], @log=[..], @var=[..])
     NOTE_EVENT = "event"
     NOTE_LOG = "log"
@@ -78,6 +85,9 @@ class Board(db.Model):
     max_attempts: Mapped[int] = mapped_column(default=3)
     # at most this many of the board's jobs at odd stages at once (None: no cap)
     max_running: Mapped[Optional[int]] = mapped_column()
+    # the newest event cursor the retention removed (older cursors: 410)
+    events_pruned_tx: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+    events_pruned_id: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
 
 
 class Stage(db.Model):
@@ -253,6 +263,7 @@ class Event(db.Model):
     __table_args__ = (
         Index("ix_events_board_at", "board_id", "at"),
         Index("ix_events_job", "job_id"),
+        Index("ix_events_cursor", "board_id", "tx", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -263,6 +274,9 @@ class Event(db.Model):
     stage: Mapped[Optional[int]]
     count: Mapped[int] = mapped_column(default=1)
     detail: Mapped[Optional[str]] = mapped_column(Text)
+    # the writing transaction on PostgreSQL (its default, set by migration
+    # 0007), 0 on SQLite: the cursor is (tx, id), see lifecycle/events.py
+    tx: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
 
 
 class StageCount(db.Model):
