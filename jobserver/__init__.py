@@ -42,7 +42,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     load_config(app, config)
     app.session_interface = NoSessions()  # no page uses Flask's cookie session
 
-    from . import access, api, classic, dashboard, errors, live, sweeper
+    from . import access, api, classic, dashboard, errors, follow, live, sweeper
     from .dialect import tune_engine
     from .extensions import db, migrate, socketio
 
@@ -63,6 +63,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         message_queue=app.config["MESSAGE_QUEUE"] or None,
     )
     live.init_app(app)
+    follow.init_app(app)
     sweeper.init_app(app)
     errors.register(app)
     _server_timing(app)

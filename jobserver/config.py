@@ -57,6 +57,14 @@ DEFAULTS: dict[str, Any] = {
     "MAX_CONNECTIONS": 10000,
     # The largest job payload (its JSON), in kilobytes.
     "MAX_PAYLOAD_KB": 1024.0,
+    # Days the event log keeps an event (0: forever); older cursors get 410.
+    "EVENT_RETENTION_DAYS": 30.0,
+    # The event stream (Server-Sent Events): seconds between two keep-alive
+    # comments, and after which a stream ends (EventSource and
+    # `jobworker events --follow` reconnect from the last event they saw;
+    # a proxy's read timeout should be above the first).
+    "SSE_HEARTBEAT": 15.0,
+    "SSE_MAX_SECONDS": 300.0,
 }
 
 ENV_PREFIX = "JOBSERVER_"

@@ -91,6 +91,17 @@ def job_page(name: str, key: str):
     return render_template("job.html", board=board, job=job)
 
 
+@bp.get("/boards/<name>/events/stream")
+def event_stream(name: str):
+    """The board's event log as Server-Sent Events, for the pages (the
+    API's stream, behind the pages' guard instead of a bearer token: a
+    browser's EventSource sends no Authorization header)."""
+    from .api.events import event_stream as stream
+    from .api.validate import query
+
+    return stream(_board(name).id, query("/boards/{name}/events/stream"))
+
+
 @bp.get("/boards/<name>/lifetimes")
 def lifetimes_page(name: str):
     board = _board(name)

@@ -8,6 +8,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
 from .lifecycle import Conflict, LifecycleError, NotFound, UnknownStage
+from .lifecycle.events import Gone
 
 
 def error_response(status: int, message: str):
@@ -40,6 +41,10 @@ def register(app: Flask) -> None:
             body["details"] = exc.details
             resp.set_data(json.dumps(body))
         return resp
+
+    @app.errorhandler(Gone)
+    def _gone(exc: Gone):
+        return error_response(410, str(exc))
 
     @app.errorhandler(LifecycleError)
     def _bad(exc: LifecycleError):

@@ -22,6 +22,7 @@ from typing import Any
 from flask import Flask, current_app, has_app_context, request
 from flask_socketio import emit, join_room
 
+from . import follow
 from .extensions import socketio
 
 log = logging.getLogger(__name__)
@@ -156,6 +157,7 @@ def mark_dirty(board_id: int) -> None:
         b: Broadcaster | None = current_app.extensions.get("jobserver_live")
         if b is not None:
             b.mark(board_id)
+        follow.ring(board_id)  # followers of its event log look again
 
 
 @socketio.on("connect")

@@ -264,6 +264,7 @@ class Event(db.Model):
         Index("ix_events_board_at", "board_id", "at"),
         Index("ix_events_job", "job_id"),
         Index("ix_events_cursor", "board_id", "tx", "id"),
+        {"sqlite_autoincrement": True},  # ids never handed out twice (the cursor)
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

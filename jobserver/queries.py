@@ -331,6 +331,16 @@ def list_jobs(board_id: int, stage: int | None, state: str | None, after: int,
 MAX_EVENTS_SHOWN = 1000  # a job's latest events in its detail
 
 
+def job_id_of(board_id: int, key: str) -> int | None:
+    """The id of the board's job with that key (None: no such job)."""
+    if "\x00" in key:
+        return None
+    found = db.session.execute(select(JOBS.c.id).where(JOBS.c.board_id == board_id,
+                                                       JOBS.c.key == key)).scalar()
+    end_read()
+    return found
+
+
 def job_detail(board_id: int, key: str) -> dict[str, Any] | None:
     if "\x00" in key:  # no key has one (and PostgreSQL refuses to compare it)
         return None

@@ -15,12 +15,14 @@ import time
 from flask import Flask, current_app, has_app_context
 
 from . import lifecycle
+from .lifecycle import events
 from .dialect import optimize
 from .extensions import db, socketio
 
 log = logging.getLogger(__name__)
 
 OPTIMIZE_EVERY = 60.0  # seconds between two refreshes of the planner's statistics
+PRUNE_EVERY = 600.0  # seconds between two passes of the event log's retention
 
 
 class Sweeper:
@@ -31,6 +33,7 @@ class Sweeper:
         self._next = 0.0
         self._thread_started = False
         self._next_optimize = 0.0
+        self._next_prune = 0.0
 
     def maybe_sweep(self) -> None:
         """Sweep if the interval has passed; never two at once, never blocks."""
@@ -52,6 +55,9 @@ class Sweeper:
                 if time.monotonic() >= self._next_optimize:
                     self._next_optimize = time.monotonic() + OPTIMIZE_EVERY
                     optimize(db.engine)
+                if time.monotonic() >= self._next_prune:
+                    self._next_prune = time.monotonic() + PRUNE_EVERY
+                    events.prune(self.app.config["EVENT_RETENTION_DAYS"])
         except Exception:
             log.exception("sweep failed")
 

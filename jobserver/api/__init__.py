@@ -10,7 +10,7 @@ from flask import Blueprint
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
-from . import boards, jobs, workers  # noqa: E402,F401  (routes)
+from . import boards, events, jobs, workers  # noqa: E402,F401  (routes)
 from .openapi import document  # noqa: E402
 
 

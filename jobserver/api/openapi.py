@@ -9,7 +9,7 @@ from typing import Any
 from flask import jsonify
 
 from ..limits import INT64_MAX, MAX_STAGE
-from ..models import Status
+from ..models import EventKind, Status
 from ..wakeup import MAX_WAIT
 
 # ------------------------------------------------------------------ pieces
@@ -178,6 +178,11 @@ PUSH_RULES = {"max_key": KEY["oneOf"][0]["maxLength"], "max_stage": STAGE["maxim
 INCLUDE = {"type": "string", "pattern": r"^(payload|result)(,(payload|result))*$",
            "description": "extra fields of each job, comma-separated: payload,result"}
 
+EVENT_KINDS = [k.value for k in EventKind]
+EVENT_CURSOR = {"type": "string", "pattern": r"^(now|[0-9]{1,19}(-[0-9]{1,19})?)$"}
+EVENT_TYPES = {"type": "string", "pattern": "^(%s)(,(%s))*$" % (("|".join(EVENT_KINDS),) * 2),
+               "description": "comma-separated kinds: " + ", ".join(EVENT_KINDS)}
+
 QUERIES: dict[tuple[str, str], list[dict[str, Any]]] = {
     ("/boards/{name}/jobs", "post"): [
         {"name": "strict", "in": "query", "required": False,
@@ -192,6 +197,23 @@ QUERIES: dict[tuple[str, str], list[dict[str, Any]]] = {
         {"name": "cursor", "in": "query", "required": False, "schema": ID},
         {"name": "limit", "in": "query", "required": False,
          "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}],
+    ("/boards/{name}/events", "get"): [
+        {"name": "after", "in": "query", "required": False, "schema": EVENT_CURSOR,
+         "description": "the 'cursor' of the last event seen, or 'now' (only newer ones); "
+                        "absent: from the oldest kept"},
+        {"name": "types", "in": "query", "required": False, "schema": EVENT_TYPES},
+        {"name": "key", "in": "query", "required": False, "schema": TEXT,
+         "description": "one job's events"},
+        {"name": "wait", "in": "query", "required": False,
+         "schema": {"type": "integer", "minimum": 0, "maximum": MAX_WAIT, "default": 0},
+         "description": "seconds to hold the request while there is no event (long-poll)"},
+        {"name": "limit", "in": "query", "required": False,
+         "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}],
+    ("/boards/{name}/events/stream", "get"): [
+        {"name": "after", "in": "query", "required": False, "schema": EVENT_CURSOR,
+         "description": "as for /events; the Last-Event-ID header, when sent, wins"},
+        {"name": "types", "in": "query", "required": False, "schema": EVENT_TYPES},
+        {"name": "key", "in": "query", "required": False, "schema": TEXT}],
 }
 
 # --------------------------------------------------------------- answers
@@ -224,10 +246,15 @@ STATUS = obj({"board": TEXT, "counts": COUNTS, "total": {"type": "integer"},
               "orphaned": {**COUNTS, "description": "running stage -> jobs held by lost "
                                                     "workers or overstaying: they will come back"}})
 
+EVENT = obj({"cursor": TEXT, "kind": {"type": "string", "enum": EVENT_KINDS}, "at": NUM,
+             "key": nullable(TEXT), "stage": nullable(STAGE), "count": {"type": "integer"},
+             "detail": ANY})
+
 SCHEMAS = {
     "Error": obj({"error": TEXT, "message": TEXT, "details": {"type": "object"}},
                  ["error", "message"]),
     "NewJob": NEW_JOB, "Job": JOB, "Worker": WORKER, "BoardStatus": STATUS,
+    "Event": EVENT,
 }
 
 
@@ -320,6 +347,13 @@ def _paths() -> dict[str, Any]:
             "blocked_by": {**array(TEXT), "description": "the first 100 upstream jobs not done "
                                                          "yet"}})]}),
         params=[{"name": "key", "in": "path", "required": True, "schema": TEXT}])
+    add("/boards/{name}/events", "get", "The board's event log after a cursor, oldest "
+        "first (410: the cursor is older than the retention kept)",
+        _ok(obj({"events": array(_ref("Event")), "next_cursor": TEXT})))
+    add("/boards/{name}/events/stream", "get", "The same as Server-Sent Events: 'id' is the "
+        "cursor, 'data' the event; resumes from Last-Event-ID; keep-alive comments",
+        {"200": {"description": "text/event-stream",
+                 "content": {"text/event-stream": {"schema": TEXT}}}})
     add("/boards/{name}/claim", "post", "Claim up to n jobs at a stage; they move to the "
         "next (odd) stage, leased to the worker",
         _ok(obj({"jobs": array(obj({"key": TEXT, "payload": ANY, "stage": STAGE,

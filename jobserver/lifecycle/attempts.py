@@ -18,7 +18,7 @@ from .. import live, wakeup
 from ..dialect import Hot, write_transaction
 from ..models import EventKind, JobState, Outcome, WorkerState
 from .common import (ACTIVE, ATTEMPTS, BOARDS, JOBS, STAGES, WORKERS, _LAST_STAGE,
-                     _NEW_EVENT, Conflict, _check_stages, _engine, _event)
+                     _JOB_EVENT, _NEW_EVENT, Conflict, _check_stages, _engine, _event)
 from . import deps
 from .counters import Tally
 from .jobs import DOWNSTREAM, touch_worker
@@ -181,6 +181,15 @@ def advance(board_id: int, items: Sequence[Advance]) -> dict[str, int]:
         logs = [{"attempt": i.attempt_id, "tail": _text(i.log, MAX_LOG)} for i in items if i.log]
         if logs:
             conn.execute(_KEEP_LOG, logs)
+        events = [{"board_id": board_id, "job_id": found[i.attempt_id].job_id,
+                   "kind": (EventKind.DONE if targets[i.attempt_id] == last
+                            else EventKind.ADVANCED).value,
+                   "at": now, "stage": targets[i.attempt_id],
+                   "detail": '{"attempt":%d}' % i.attempt_id} for i in moving]
+        if len(events) == 1:
+            _JOB_EVENT.run(conn, events[0])
+        elif events:
+            conn.execute(_NEW_EVENT, events)
         tally.apply(conn, now)  # last: the board's counter rows are locked until commit
     live.mark_dirty(board_id)
     wakeup.work_arrived(board_id)
@@ -275,16 +284,15 @@ def cancel(board_id: int, keys: Sequence[str] | None = None) -> int:
                 q = q.where(JOBS.c.key.in_(list(keys)))
             if last is not None:
                 q = q.where(JOBS.c.stage < last)
-            stages = collections.Counter(conn.execute(
-                q.values(state=JobState.CANCELLED.value, entered_at=now)
-                .returning(JOBS.c.stage)).scalars())
-            for stage, k in stages.items():
+            rows = conn.execute(q.values(state=JobState.CANCELLED.value, entered_at=now)
+                                .returning(JOBS.c.id, JOBS.c.stage)).all()
+            for stage, k in collections.Counter(r.stage for r in rows).items():
                 tally.move(board_id, k, (stage, state), (stage, JobState.CANCELLED.value))
-            n += sum(stages.values())
+            n += len(rows)
+            if rows:
+                conn.execute(_NEW_EVENT, [_event(board_id, EventKind.CANCELLED, now,
+                                                 job_id=r.id, stage=r.stage) for r in rows])
         tally.apply(conn, now)
-        if n:
-            conn.execute(_NEW_EVENT, _event(board_id, EventKind.CANCELLED, now, count=n,
-                                            detail={"keys": list(keys)[:50]} if keys else None))
     live.mark_dirty(board_id)
     return n
 
@@ -362,6 +370,8 @@ def heartbeat(board_id: int, worker: str, running: Sequence[int] = (),
             conn.execute(update(WORKERS).where(WORKERS.c.board_id == board_id,
                                                WORKERS.c.name == worker)
                          .values(state=WorkerState.STOPPED.value))
+            conn.execute(_NEW_EVENT, _event(board_id, EventKind.WORKER_STOPPED, now,
+                                            detail={"worker": worker}))
         tails = [{"attempt": a, "tail": _text(t, MAX_LOG)} for a, t in (logs or {}).items()
                  if a in found and found[a].worker == worker]
         if tails:

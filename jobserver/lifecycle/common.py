@@ -90,6 +90,9 @@ _LAST = Hot(_LAST_STAGE)  # the same, run directly (every empty claim asks it)
 _STAGE_OK = or_(_LAST_STAGE.scalar_subquery().is_(None),
                 bindparam("top") <= _LAST_STAGE.scalar_subquery())
 _NEW_EVENT = EVENTS.insert()
+# one job's event (claims, reports): the hot form of _NEW_EVENT
+_JOB_EVENT = Hot(EVENTS.insert().values(
+    {c: bindparam(c) for c in ("board_id", "job_id", "kind", "at", "stage", "detail")}))
 
 _CLOSE_ATTEMPT = (
     update(ATTEMPTS)

@@ -17,8 +17,8 @@ from typing import Any, Iterable, Sequence
 from sqlalchemy import Connection, bindparam, select, update
 
 from ..dialect import insert_rows_ignore
-from ..models import JobState
-from .common import ACTIVE, DEPS, JOBS, LifecycleError, chunked
+from ..models import EventKind, JobState
+from .common import ACTIVE, DEPS, JOBS, _NEW_EVENT, LifecycleError, _event, chunked
 from .counters import Tally
 
 BLOCKED = JobState.BLOCKED.value
@@ -137,7 +137,7 @@ _UNBLOCK = (update(JOBS)
             .where(JOBS.c.id.in_(bindparam("jobs", expanding=True)), JOBS.c.state == BLOCKED,
                    JOBS.c.waiting_on <= 0)
             .values(state=ACTIVE, entered_at=bindparam("now"))
-            .returning(JOBS.c.board_id, JOBS.c.stage))
+            .returning(JOBS.c.board_id, JOBS.c.stage, JOBS.c.id))
 
 
 def release(conn: Connection, upstream_ids: Sequence[int], tally: Tally, now: float) -> int:
@@ -170,11 +170,13 @@ def release(conn: Connection, upstream_ids: Sequence[int], tally: Tally, now: fl
             conn.execute(_COUNT_DOWN, {"jobs": list(part), "n": n})
     unblocked = 0
     for part in chunked(ordered):
-        stages = collections.Counter(
-            (r.board_id, r.stage) for r in conn.execute(_UNBLOCK, {"jobs": list(part),
-                                                                  "now": now}))
+        rows = conn.execute(_UNBLOCK, {"jobs": list(part), "now": now}).all()
+        stages = collections.Counter((r.board_id, r.stage) for r in rows)
         for (board_id, stage), k in stages.items():
             tally.move(board_id, k, (stage, BLOCKED), (stage, ACTIVE))
             unblocked += k
+        if rows:
+            conn.execute(_NEW_EVENT, [_event(r.board_id, EventKind.UNBLOCKED, now, job_id=r.id,
+                                             stage=r.stage) for r in rows])
     return unblocked
 

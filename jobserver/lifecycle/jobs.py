@@ -6,7 +6,7 @@ import json
 import time
 from typing import Any, Iterable, NamedTuple
 
-from sqlalchemy import Connection, bindparam, exists, func, literal_column, select, update
+from sqlalchemy import Connection, bindparam, case, exists, func, literal_column, select, update
 
 from .. import live, sweeper, wakeup
 from ..dialect import (Hot, insert_ignore, insert_rows_ignore, insert_rows_returning,
@@ -15,9 +15,9 @@ from ..extensions import socketio
 from ..models import EventKind, Outcome, WorkerState
 from . import deps
 from .counters import COUNTS, Tally
-from .common import (ACTIVE, ATTEMPTS, BOARDS, DEPS, JOBS, WORKERS, _CLOSE_ATTEMPT, _LAST_STAGE,
-                     _NEW_EVENT, _STAGE_OK, ClaimedJob, Conflict, LifecycleError, NewJob, NotFound,
-                     _check_stages, _dialect, _engine, _event)
+from .common import (ACTIVE, ATTEMPTS, BOARDS, DEPS, EVENTS, JOBS, WORKERS, _CLOSE_ATTEMPT,
+                     _JOB_EVENT, _LAST_STAGE, _NEW_EVENT, _STAGE_OK, ClaimedJob, Conflict, LifecycleError,
+                     NewJob, NotFound, _check_stages, _dialect, _engine, _event, chunked)
 from .boards import is_capped
 from .deps import BLOCKED, Extras
 
@@ -82,6 +82,12 @@ _NEW_ATTEMPT = Hot(ATTEMPTS.insert().values({c: bindparam(c) for c in _ATTEMPT_C
                    .returning(ATTEMPTS.c.id))
 _CLOSE = Hot(_CLOSE_ATTEMPT)
 _NEW_ATTEMPTS = ATTEMPTS.insert().returning(ATTEMPTS.c.id, ATTEMPTS.c.job_id)
+def _claim_event(board_id: int, now: float, job_id: int, stage: int, worker: str | None,
+                 attempt_id: int) -> dict[str, Any]:
+    detail = ('{"attempt":%d}' % attempt_id if worker is None
+              else json.dumps({"attempt": attempt_id, "worker": worker}))
+    return {"board_id": board_id, "job_id": job_id, "kind": EventKind.CLAIMED.value, "at": now,
+            "stage": stage, "detail": detail}
 
 @functools.lru_cache(maxsize=8)
 def _update_statement(with_filename: bool, with_payload: bool, forward: bool) -> Any:
@@ -219,6 +225,29 @@ def _row(board_id: int, job: tuple[str, str, int], extra: Extras | None, now: fl
             extra.max_attempts, waiting_on)
 
 
+_NEWEST_JOB = select(func.max(JOBS.c.id))
+_EVENT_OF_JOB = [EVENTS.c.board_id, EVENTS.c.job_id, EVENTS.c.kind, EVENTS.c.at, EVENTS.c.stage,
+                 EVENTS.c.count, EVENTS.c.detail]
+
+
+def _pushed_events(conn: Connection, board_id: int, now: float, since: int | None = None,
+                   ids: list[int] | None = None) -> None:
+    """A PUSHED event for each new job, written by the database from the
+    jobs table: those of ``ids``, or (SQLite, one writer at a time) every
+    job of the board above id ``since``.  Blocked jobs say so."""
+    new = select(JOBS.c.board_id, JOBS.c.id, literal_column(f"'{EventKind.PUSHED.value}'"),
+                 literal_column(repr(float(now))), JOBS.c.stage, literal_column("1"),
+                 case((JOBS.c.state == BLOCKED, literal_column("'{\"blocked\":true}'")),
+                      else_=None))
+    if ids is not None:
+        for part in chunked(ids, PUSH_CHUNK):
+            conn.execute(EVENTS.insert().from_select(
+                _EVENT_OF_JOB, new.where(JOBS.c.id.in_(part))))
+    else:
+        conn.execute(EVENTS.insert().from_select(
+            _EVENT_OF_JOB, new.where(JOBS.c.id > since, JOBS.c.board_id == board_id)))
+
+
 def _write_flat(board_id: int, jobs: list, extras: dict[str, Extras],
                 check: bool) -> tuple[int, list[str]]:
     """Jobs without upstream jobs, by chunks; with ``check``, the existing
@@ -234,12 +263,22 @@ def _write_flat(board_id: int, jobs: list, extras: dict[str, Extras],
             by_stage.setdefault(job[2], []).append(_row(board_id, job, extras.get(job[0]), now))
         with write_transaction(_engine()) as conn:
             n = 0
+            sqlite = conn.dialect.name == "sqlite"
+            since = (conn.execute(_NEWEST_JOB).scalar() or 0) if sqlite else None
             for stage, rows in by_stage.items():  # one stage each: counts stay exact
-                added = insert_rows_ignore(conn, JOBS, ["board_id", "key"], _PUSH_COLUMNS, rows)
+                if sqlite:
+                    added = insert_rows_ignore(conn, JOBS, ["board_id", "key"], _PUSH_COLUMNS,
+                                               rows)
+                else:  # the new jobs' ids, for their events
+                    ids = [r.id for r in insert_rows_returning(
+                        conn, JOBS, ["board_id", "key"], _PUSH_COLUMNS, rows, ("id",))]
+                    added = len(ids)
+                    _pushed_events(conn, board_id, now, ids=ids)
                 tally.move(board_id, added, None, (stage, ACTIVE))
                 n += added
             if n:
-                conn.execute(_NEW_EVENT, _event(board_id, EventKind.PUSHED, now, count=n))
+                if sqlite:
+                    _pushed_events(conn, board_id, now, since=since)
                 tally.apply(conn, now)
             if check and n < len(chunk):  # some existed: those just added compare equal
                 payloads = {}
@@ -299,8 +338,7 @@ def _write_workflow(board_id: int, jobs: list, extras: dict[str, Extras], plan: 
                 if row[1] in added:  # (board_id, key, payload, stage, ..., state, ...)
                     tally.move(board_id, 1, None, (row[3], row[7]))
             if added:
-                conn.execute(_NEW_EVENT, _event(board_id, EventKind.PUSHED, now,
-                                                count=len(added)))
+                _pushed_events(conn, board_id, now, ids=list(added.values()))
                 tally.apply(conn, now)
         created += len(added)
         socketio.sleep(0)
@@ -348,6 +386,12 @@ def claim(board_id: int, stage: int, n: int = 1, to_stage: int | None = None,
         else:  # one multi-row INSERT; RETURNING order is not guaranteed: map by job
             by_job = {r.job_id: r.id for r in conn.execute(_NEW_ATTEMPTS, attempts)}
             attempt_ids = [by_job[r.id] for r in rows]
+        claimed = [_claim_event(board_id, now, r.id, stage, worker, a)
+                   for r, a in zip(rows, attempt_ids)]
+        if len(claimed) == 1:
+            _JOB_EVENT.run(conn, claimed[0])
+        else:
+            conn.execute(_NEW_EVENT, claimed)
         tally.apply(conn, now)  # last: the board's counter rows are locked until commit
     live.mark_dirty(board_id)
     return [ClaimedJob(r.id, r.key, r.payload, stage, a, r.attempts)
@@ -384,11 +428,11 @@ def update_job(board_id: int, key: str, stage: int, filename: str | None = None,
             tally.reach(board_id, stage)
             if stage == before.last and moved.downstream:
                 deps.release(conn, [before.id], tally, now)
-        closed = _CLOSE.run(conn, {"job": before.id, "now": now,
-                                   "result": Outcome.ADVANCED.value})
-        if not closed:  # a move without a claim: the attempts cannot tell it
-            conn.execute(_NEW_EVENT, _event(board_id, EventKind.ADVANCED, now, job_id=before.id,
-                                            stage=stage))
+        _CLOSE.run(conn, {"job": before.id, "now": now, "result": Outcome.ADVANCED.value})
+        kind = (EventKind.DONE if forward and stage == before.last else
+                EventKind.ADVANCED if forward else EventKind.RELEASED)
+        _JOB_EVENT.run(conn, {"board_id": board_id, "job_id": before.id, "kind": kind.value,
+                              "at": now, "stage": stage, "detail": None})
         tally.apply(conn, now)  # last: the board's counter rows are locked until commit
     live.mark_dirty(board_id)
     wakeup.work_arrived(board_id)
@@ -414,7 +458,10 @@ def touch_worker(conn: Connection, board_id: int, name: str, now: float,
                                  "new_pid": pid, "new_resources": resources,
                                  "new_allocation": allocation})
     if not n:
-        conn.execute(insert_ignore(WORKERS, ["board_id", "name"], _dialect()).values(
+        added = conn.execute(insert_ignore(WORKERS, ["board_id", "name"], _dialect()).values(
             board_id=board_id, name=name, first_seen=now, last_seen=now,
             state=WorkerState.ALIVE.value, host=host, pid=pid, resources=resources,
-            allocation=allocation))
+            allocation=allocation)).rowcount
+        if added:
+            conn.execute(_NEW_EVENT, _event(board_id, EventKind.WORKER_ALIVE, now, detail={
+                "worker": name, "host": host, "pid": pid, "allocation": allocation}))

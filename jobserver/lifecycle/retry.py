@@ -85,6 +85,11 @@ def _retry_chunk(board_id: int, jobs: list[Any], keys: Sequence[str] | None,
                 for now_state, k in collections.Counter(r.state for r in rows).items():
                     tally.move(board_id, k, (stage, was), (to, now_state))
                 done += [r.id for r in rows]
+                if rows:
+                    conn.execute(_NEW_EVENT, [
+                        _event(board_id, EventKind.RETRIED, now, job_id=r.id, stage=to,
+                               detail={"blocked": True} if r.state == BLOCKED else None)
+                        for r in rows])
         # a running job that was cancelled may still hold an open attempt:
         # its worker's report must not move the job it no longer owns
         for part in chunked(done):
@@ -92,10 +97,6 @@ def _retry_chunk(board_id: int, jobs: list[Any], keys: Sequence[str] | None,
                                                 ATTEMPTS.c.ended_at.is_(None))
                          .values(ended_at=now, outcome=Outcome.CANCELLED.value))
         tally.apply(conn, now)
-        if done:
-            conn.execute(_NEW_EVENT, _event(board_id, EventKind.RETRIED, now, count=len(done),
-                                            detail={"keys": list(keys)[:50]} if keys else
-                                            {"state": state}))
     return len(done)
 
 

@@ -31,10 +31,17 @@ def _close_attempts(conn: Connection, job_ids: list[int], now: float, outcome: O
         .returning(ATTEMPTS.c.board_id, ATTEMPTS.c.worker)).all()
     lost = {(r.board_id, r.worker) for r in ended if r.worker}
     if outcome == Outcome.LOST and lost:
-        conn.execute(update(WORKERS).where(WORKERS.c.board_id == bindparam("b"),
-                                           WORKERS.c.name == bindparam("w"))
-                     .values(state=WorkerState.LOST.value),
-                     [{"b": b, "w": w} for b, w in lost])
+        now_lost = [(b, w) for b, w in sorted(lost) if conn.execute(
+            update(WORKERS).where(WORKERS.c.board_id == b, WORKERS.c.name == w,
+                                  WORKERS.c.state != WorkerState.LOST.value)
+            .values(state=WorkerState.LOST.value)).rowcount]
+        _worker_events(conn, now_lost, now)
+
+
+def _worker_events(conn: Connection, lost: list[tuple[int, str]], now: float) -> None:
+    if lost:
+        conn.execute(_NEW_EVENT, [_event(b, EventKind.WORKER_LOST, now, detail={"worker": w})
+                                  for b, w in lost])
 
 
 def _lose_silent_workers(conn: Connection, now: float, lost_after: float,
@@ -42,10 +49,12 @@ def _lose_silent_workers(conn: Connection, now: float, lost_after: float,
     """Workers not heard from for ``lost_after`` seconds are lost."""
     q = (update(WORKERS)
          .where(WORKERS.c.state == WorkerState.ALIVE.value, WORKERS.c.last_seen < now - lost_after)
-         .values(state=WorkerState.LOST.value).returning(WORKERS.c.board_id))
+         .values(state=WorkerState.LOST.value).returning(WORKERS.c.board_id, WORKERS.c.name))
     if board_id is not None:
         q = q.where(WORKERS.c.board_id == board_id)
-    return {r.board_id for r in conn.execute(q).all()}
+    rows = conn.execute(q).all()
+    _worker_events(conn, sorted((r.board_id, r.name) for r in rows), now)
+    return {r.board_id for r in rows}
 
 
 def _flag_statement(per_priority: bool) -> Any:

@@ -65,7 +65,7 @@ def test_update_job_closes_attempt_and_sets_file(app):
     att = one(Attempt)
     assert att.outcome == "advanced" and att.ended_at is not None
     kinds = db.session.execute(select(Event.kind).order_by(Event.id)).scalars().all()
-    assert kinds == ["pushed"]  # the claim and its end are the attempt row
+    assert kinds == ["pushed", "claimed", "advanced"]  # one event each, job by job
 
 
 def test_update_unknown_job_writes_nothing(app):

@@ -26,6 +26,14 @@ def upgrade():
                                       server_default=sa.text('0')))
     if op.get_bind().dialect.name == 'postgresql':
         op.execute(f"ALTER TABLE events ALTER COLUMN tx SET DEFAULT {PG_TX}")
+    else:
+        # AUTOINCREMENT: SQLite would otherwise give the id of the newest
+        # event again once the retention (or a board's deletion) removed it,
+        # and a follower's cursor would skip the new one.  No table refers
+        # to events, so copying it is safe.
+        with op.batch_alter_table('events', recreate='always',
+                                  table_kwargs={'sqlite_autoincrement': True}):
+            pass
     op.create_index('ix_events_cursor', 'events', ['board_id', 'tx', 'id'])
     # the newest cursor removed by the retention: older cursors get 410
     for column in ('events_pruned_tx', 'events_pruned_id'):
