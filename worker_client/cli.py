@@ -377,7 +377,8 @@ def bench(obj: Ctx, n_jobs: int, clients: int, batch: int, admin_token: str) -> 
         raise click.ClickException(str(exc)) from None
 
 
-from . import cli_pool, cli_workflows  # noqa: E402,F401  (pool, resources; submit, retry, priority)
+# more commands: events; pool, resources; submit, retry, priority
+from . import cli_events, cli_pool, cli_workflows  # noqa: E402,F401
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -218,6 +218,32 @@ class Client:
         result, its attempts' history and log tails."""
         return self._request("GET", f"/jobs/{quote(key, safe='')}")
 
+    def events(self, after: str | None = None, types: Sequence[str] = (),
+               key: str | None = None, wait: int = 0, limit: int = 500) -> dict[str, Any]:
+        """The board's events after a cursor (``None``: from the oldest the
+        server keeps; ``"now"``: only later ones): ``{"events": [...],
+        "next_cursor": c}``; pass ``next_cursor`` back as ``after``.
+        ``wait``: seconds the server may hold the request while nothing
+        happens.  A cursor older than the server's retention raises
+        ApiError 410."""
+        params: dict[str, Any] = {"limit": limit, "wait": wait}
+        if after is not None:
+            params["after"] = after
+        if types:
+            params["types"] = ",".join(types)
+        if key is not None:
+            params["key"] = key
+        return self._request("GET", "/events", params=params, held=wait)
+
+    def follow_events(self, after: str | None = None, types: Sequence[str] = (),
+                      key: str | None = None, wait: int = 30) -> Iterator[dict[str, Any]]:
+        """Every event after ``after`` as it happens, forever (long-polls of
+        ``wait`` seconds)."""
+        while True:
+            page = self.events(after, types, key, wait=wait)
+            yield from page["events"]
+            after = page["next_cursor"]
+
     def failures(self) -> dict[str, Any]:
         """Failed jobs grouped by error: ``{"total": n, "groups": [{"error",
         "count", "keys"}]}``, biggest groups first."""

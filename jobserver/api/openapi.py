@@ -179,7 +179,8 @@ INCLUDE = {"type": "string", "pattern": r"^(payload|result)(,(payload|result))*$
            "description": "extra fields of each job, comma-separated: payload,result"}
 
 EVENT_KINDS = [k.value for k in EventKind]
-EVENT_CURSOR = {"type": "string", "pattern": r"^(now|[0-9]{1,19}(-[0-9]{1,19})?)$"}
+EVENT_CURSOR = {"type": "string", "maxLength": 60,
+                "description": "a 'cursor' or 'next_cursor' this server gave, or 'now'"}
 EVENT_TYPES = {"type": "string", "pattern": "^(%s)(,(%s))*$" % (("|".join(EVENT_KINDS),) * 2),
                "description": "comma-separated kinds: " + ", ".join(EVENT_KINDS)}
 
