@@ -265,10 +265,18 @@ def redis_problem() -> str | None:
     return None
 
 
-def run_setup(setup: str, args: argparse.Namespace, use_redis: bool) -> list[Result]:
+# `jobserver serve` from another source tree (bench/events_bench.py: the
+# code before a change), the tree given first
+FROM_TREE = ("import sys; sys.path.insert(0, sys.argv.pop(1)); "
+             "from jobserver.cli import main; main()")
+
+
+def run_setup(setup: str, args: argparse.Namespace, use_redis: bool,
+              tree: str | None = None) -> list[Result]:
     env: dict[str, str | None] = {"JOBSERVER_MESSAGE_QUEUE": None,
                                   "JOBSERVER_NAME_SECRET": NAME_SECRET}
-    database = command = None
+    database = None
+    command = None if tree is None else [sys.executable, "-c", FROM_TREE, tree, "serve"]
     n = 1
     if setup.startswith("pg"):
         n = int(setup[2:])

@@ -43,14 +43,18 @@ def serve(host: str, port: int, async_mode: str) -> None:
     run_standalone(host, port, async_mode)
 
 
-@main.command(help="Flag jobs that overstay their stage and requeue/fail them once (for cron).")
+@main.command(help="Flag jobs that overstay their stage and requeue/fail them once, and "
+                   "remove events older than EVENT_RETENTION_DAYS (for cron).")
 def sweep() -> None:
     from . import lifecycle
+    from .lifecycle import events
 
     app = _app(SWEEP_MODE="off")
     with app.app_context():
         r = lifecycle.sweep(lost_after=app.config["WORKER_LOST_AFTER"])
-    click.echo(f"flagged {r.flagged}, requeued {r.requeued}, failed {r.failed}")
+        pruned = events.prune(app.config["EVENT_RETENTION_DAYS"])
+    click.echo(f"flagged {r.flagged}, requeued {r.requeued}, failed {r.failed}; "
+               f"{pruned} old events removed")
 
 
 @main.group(help="Database schema.")

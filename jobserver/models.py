@@ -261,7 +261,6 @@ class Token(db.Model):
 class Event(db.Model):
     __tablename__ = "events"
     __table_args__ = (
-        Index("ix_events_board_at", "board_id", "at"),
         Index("ix_events_job", "job_id"),
         Index("ix_events_cursor", "board_id", "tx", "id"),
         {"sqlite_autoincrement": True},  # ids never handed out twice (the cursor)

@@ -35,6 +35,9 @@ def upgrade():
                                   table_kwargs={'sqlite_autoincrement': True}):
             pass
     op.create_index('ix_events_cursor', 'events', ['board_id', 'tx', 'id'])
+    # the retention walks the cursor index: no index by age, which every
+    # event written (two per job) would pay for
+    op.drop_index('ix_events_board_at', table_name='events')
     # the newest cursor removed by the retention: older cursors get 410
     for column in ('events_pruned_tx', 'events_pruned_id'):
         op.add_column('boards', sa.Column(column, sa.BigInteger(), nullable=False,
@@ -45,5 +48,6 @@ def downgrade():
     # plain DROP COLUMN (SQLite 3.35+), for the reason given above
     op.drop_column('boards', 'events_pruned_id')
     op.drop_column('boards', 'events_pruned_tx')
+    op.create_index('ix_events_board_at', 'events', ['board_id', 'at'])
     op.drop_index('ix_events_cursor', table_name='events')
     op.drop_column('events', 'tx')
