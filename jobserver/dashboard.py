@@ -139,7 +139,8 @@ def _csv(samples: Iterable[dict[str, Any]]) -> Iterator[str]:
             if isinstance(row[text], str) and row[text][:1] in FORMULA_STARTS:
                 row[text] = "'" + row[text]
         out.writerow(["" if row[c] is None else row[c] for c in pools.RESOURCE_COLUMNS])
-        yield buf.getvalue()
-        buf.seek(0)
-        buf.truncate()
+        if buf.tell() >= 65536:  # sent in pieces of 64 KB, not line by line
+            yield buf.getvalue()
+            buf.seek(0)
+            buf.truncate()
     yield buf.getvalue()

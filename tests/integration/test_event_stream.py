@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 
 import pytest
 import requests
@@ -78,3 +79,21 @@ def test_the_pages_stream_needs_no_token(server):
                   json=[{"key": "a/b", "payload": 0}]).raise_for_status()
     got = messages(curl(f"{server.url}/boards/open/events/stream"))
     assert [json.loads(m["data"])["key"] for m in got if "data" in m] == ["a/b"]
+
+
+def test_each_event_leaves_at_once(server):
+    """Not gathered until the stream ends (eventlet buffers 4 KB unless told)."""
+    auth = new_board(server.url, "live")
+    with requests.get(f"{server.url}/api/v1/boards/live/events/stream",
+                      params={"after": "now"}, headers=auth, stream=True, timeout=10) as r:
+        lines = r.iter_lines(decode_unicode=True)
+        assert next(lines) == "retry: 2000"
+        t0 = time.monotonic()
+        requests.post(f"{server.url}/api/v1/boards/live/jobs", headers=auth, timeout=30,
+                      json=[{"key": "now", "payload": 0}]).raise_for_status()
+        for line in lines:
+            if line.startswith("data: "):
+                assert json.loads(line[6:])["key"] == "now"
+                break
+        took = time.monotonic() - t0
+    assert took < 1.5, f"the event came after {took:.1f} s, with the stream's end"
