@@ -14,6 +14,7 @@ from sqlalchemy import exists, false, func, literal, select
 
 from . import pools, queries
 from .extensions import db
+from .lifecycle import events
 from .queries import end_read
 from .models import Board, Dependency, Job, JobState, Throughput
 
@@ -273,21 +274,33 @@ def boards_overview(board_ids: Iterable[int] | None = None) -> list[dict[str, An
 NOTE_KINDS = ("event", "log", "var")  # what a running job writes in its output (@event=[..])
 
 
+def event_text(e: dict[str, Any]) -> str:
+    """An event as the job page's history says it (static/history.js says
+    the same of the events it receives live)."""
+    return e["kind"] + (f" (stage {e['stage']})" if e["stage"] is not None else "")
+
+
 def job_history(board_id: int, key: str) -> dict[str, Any] | None:
     """A job with its attempts and events merged into one timeline, its
     workers' notes apart, and its place in the workflow."""
+    # the page follows the job's events from here on (taken first: an
+    # event in both the page and the stream is shown once, by its cursor)
+    follow_from = str(events.head(board_id))
     job = queries.job_detail(board_id, key)
     if job is None:
         return None
-    events = job["events"]
-    job["notes"] = [_note(e) for e in events if e["kind"] in NOTE_KINDS]
-    timeline = [{"at": a["started_at"], "what": f"claimed at stage {a['stage']}",
-                 "who": a["worker"]} for a in job["attempts_history"]]
-    timeline += [{"at": a["ended_at"], "what": f"attempt {a['outcome']}", "who": a["worker"]}
-                 for a in job["attempts_history"] if a["ended_at"]]
-    timeline += [{"at": e["at"], "what": e["kind"] + (f" (stage {e['stage']})"
-                                                      if e["stage"] is not None else ""),
-                  "who": None} for e in events if e["kind"] not in NOTE_KINDS]
+    job["follow_from"] = follow_from
+    kept = job["events"]
+    job["notes"] = [_note(e) for e in kept if e["kind"] in NOTE_KINDS]
+    timeline = [{"at": e["at"], "what": event_text(e), "cursor": e["cursor"],
+                 "who": (e["detail"] or {}).get("worker") if isinstance(e["detail"], dict)
+                 else None} for e in kept if e["kind"] not in NOTE_KINDS]
+    if not any(e["kind"] == "claimed" for e in kept):
+        # a job of a database older than the event log's claims: its attempts
+        timeline += [{"at": a["started_at"], "what": f"claimed at stage {a['stage']}",
+                      "who": a["worker"]} for a in job["attempts_history"]]
+        timeline += [{"at": a["ended_at"], "what": f"attempt {a['outcome']}",
+                      "who": a["worker"]} for a in job["attempts_history"] if a["ended_at"]]
     job["timeline"] = sorted(timeline, key=lambda t: t["at"])
     limits = _limits(board_id)
     own = job.get("max_attempts")

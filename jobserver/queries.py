@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import and_, func, literal, select, true
 
 from .extensions import db
+from .lifecycle.events import Cursor
 from .models import (Attempt, Board, Dependency, Event, Job, JobState, Outcome, Stage,
                      StageCount, Status, Worker, WorkerState)
 
@@ -353,8 +354,9 @@ def job_detail(board_id: int, key: str) -> dict[str, Any] | None:
         select(ATTEMPTS).where(ATTEMPTS.c.job_id == job.id).order_by(ATTEMPTS.c.id)).all()
     # the latest MAX_EVENTS_SHOWN (a job may have written thousands of notes)
     events = db.session.execute(
-        select(EVENTS.c.kind, EVENTS.c.at, EVENTS.c.stage, EVENTS.c.detail)
-        .where(EVENTS.c.job_id == job.id).order_by(EVENTS.c.id.desc())
+        select(EVENTS.c.kind, EVENTS.c.at, EVENTS.c.stage, EVENTS.c.detail, EVENTS.c.tx,
+               EVENTS.c.id)
+        .where(EVENTS.c.job_id == job.id).order_by(EVENTS.c.tx.desc(), EVENTS.c.id.desc())
         .limit(MAX_EVENTS_SHOWN)).all()[::-1]
     events_total = (len(events) if len(events) < MAX_EVENTS_SHOWN else db.session.execute(
         select(func.count()).select_from(EVENTS).where(EVENTS.c.job_id == job.id)).scalar_one())
@@ -376,7 +378,8 @@ def job_detail(board_id: int, key: str) -> dict[str, Any] | None:
         for a in attempts]
     out["attempts_per_stage"] = _per_stage(attempts)
     out["events"] = [{"kind": e.kind, "at": e.at, "stage": e.stage,
-                      "detail": None if e.detail is None else json.loads(e.detail)}
+                      "detail": None if e.detail is None else json.loads(e.detail),
+                      "cursor": str(Cursor(e.tx, e.id))}
                      for e in events]
     out["events_total"] = events_total
     logs = [a.log for a in attempts if a.log]

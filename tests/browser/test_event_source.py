@@ -45,3 +45,30 @@ def test_event_source_resumes_with_last_event_id(server, page):
     assert len({i for i, _ in got}) == len(keys)
     assert page.evaluate("window.opens") >= 2  # it reconnected (retry: 2 s) and resumed
     page.evaluate("window.es.close()")
+
+
+def test_the_job_page_history_follows_the_job_live(server, page):
+    r = requests.post(f"{server.url}/api/v1/boards", headers=ADMIN, timeout=30,
+                      json={"name": "story", "lifetimes": [0, 1, 0]})
+    auth = {"Authorization": f"Bearer {r.json()['token']}"}
+    api = f"{server.url}/api/v1/boards/story"
+    requests.post(f"{api}/jobs", headers=auth, timeout=30,
+                  json=[{"key": "sim/1", "payload": None}]).raise_for_status()
+    page.goto(f"{server.url}/boards/story/jobs/sim/1")
+    rows = "document.querySelectorAll('#timeline tbody tr[data-cursor]')"
+    assert page.evaluate(f"{rows}.length") == 1  # pushed
+    assert not page.is_visible("#history-changed")
+    page.evaluate("window.__same_page = true")
+    [job] = requests.post(f"{api}/claim", headers=auth, timeout=30,
+                          json={"stage": 0, "worker": "node7-1"}).json()["jobs"]
+    page.wait_for_function(f"{rows}.length === 2", timeout=10000)
+    requests.post(f"{api}/advance", headers=auth, timeout=30,
+                  json={"attempts": [{"attempt_id": job["attempt_id"]}]}).raise_for_status()
+    page.wait_for_function(f"{rows}.length === 3", timeout=10000)
+    texts = page.evaluate(f"Array.from({rows}).map(r => r.cells[1].textContent + '|' + "
+                          "r.cells[2].textContent)")
+    assert texts == ["pushed (stage 0)|", "claimed (stage 0)|node7-1", "done (stage 2)|"]
+    assert page.evaluate("window.__same_page") is True
+    assert page.is_visible("#history-changed")  # the header above is the page's first view
+    page.screenshot(path="/tmp/job_history_live.png", full_page=True)
+    page.evaluate("window.jobserverHistorySource.close()")
