@@ -333,7 +333,8 @@ def _paths() -> dict[str, Any]:
         "events, output tails",
         _ok({"allOf": [_ref("Job"), obj({
             "attempts_history": array({"type": "object"}),
-            "events": {**array({"type": "object"}), "description": "the latest 1,000"},
+            "events": {**array({"type": "object"}), "description": "the latest 1,000, "
+                       "each with its 'cursor' (see /boards/{name}/events)"},
             "events_total": {"type": "integer"},
             "attempts_per_stage": array(obj({"stage": STAGE, "claims": {"type": "integer"},
                                              "done": {"type": "integer"},

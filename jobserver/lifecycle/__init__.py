@@ -11,9 +11,9 @@ nothing else writes job state.  After a commit the board is marked dirty so
 that the live emitter pushes one coalesced update.
 
 History: every claim is an ``attempts`` row (who, from when, until when,
-how it ended), so claims and the reports that end them need no event row;
-the ``events`` table holds the rest (pushed, advanced without a claim,
-flagged, requeued, failed).
+how it ended), and every change writes its jobs' and workers' events in the
+same transaction: the one event log that followers read after a cursor
+(events.py: the cursor, its reads and the retention).
 
 The hot statements are built once at import with bind parameters, so a
 claim costs SQLAlchemy no statement construction or cache-key work.

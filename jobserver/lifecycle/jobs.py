@@ -6,7 +6,7 @@ import json
 import time
 from typing import Any, Iterable, NamedTuple
 
-from sqlalchemy import Connection, bindparam, case, exists, func, literal_column, select, update
+from sqlalchemy import Connection, bindparam, exists, func, literal_column, select, update
 
 from .. import live, sweeper, wakeup
 from ..dialect import (Hot, insert_ignore, insert_rows_ignore, insert_rows_returning,
@@ -234,18 +234,23 @@ def _pushed_events(conn: Connection, board_id: int, now: float, since: int | Non
                    ids: list[int] | None = None) -> None:
     """A PUSHED event for each new job, written by the database from the
     jobs table: those of ``ids``, or (SQLite, one writer at a time) every
-    job of the board above id ``since``.  Blocked jobs say so."""
-    new = select(JOBS.c.board_id, JOBS.c.id, literal_column(f"'{EventKind.PUSHED.value}'"),
-                 literal_column(repr(float(now))), JOBS.c.stage, literal_column("1"),
-                 case((JOBS.c.state == BLOCKED, literal_column("'{\"blocked\":true}'")),
-                      else_=None))
-    if ids is not None:
-        for part in chunked(ids, PUSH_CHUNK):
-            conn.execute(EVENTS.insert().from_select(
-                _EVENT_OF_JOB, new.where(JOBS.c.id.in_(part))))
-    else:
+    job of the board above id ``since``; then a BLOCKED event for those
+    that wait for upstream jobs (a workflow's, which come with ``ids``)."""
+    def events_of(kind: EventKind) -> Any:
+        return select(JOBS.c.board_id, JOBS.c.id, literal_column(f"'{kind.value}'"),
+                      literal_column(repr(float(now))), JOBS.c.stage, literal_column("1"),
+                      literal_column("NULL"))
+
+    if ids is None:
+        conn.execute(EVENTS.insert().from_select(_EVENT_OF_JOB, events_of(EventKind.PUSHED).where(
+            JOBS.c.id > since, JOBS.c.board_id == board_id)))
+        return
+    for part in chunked(ids, PUSH_CHUNK):
         conn.execute(EVENTS.insert().from_select(
-            _EVENT_OF_JOB, new.where(JOBS.c.id > since, JOBS.c.board_id == board_id)))
+            _EVENT_OF_JOB, events_of(EventKind.PUSHED).where(JOBS.c.id.in_(part))))
+        conn.execute(EVENTS.insert().from_select(
+            _EVENT_OF_JOB, events_of(EventKind.BLOCKED).where(JOBS.c.id.in_(part),
+                                                              JOBS.c.state == BLOCKED)))
 
 
 def _write_flat(board_id: int, jobs: list, extras: dict[str, Extras],

@@ -87,9 +87,10 @@ def _retry_chunk(board_id: int, jobs: list[Any], keys: Sequence[str] | None,
                 done += [r.id for r in rows]
                 if rows:
                     conn.execute(_NEW_EVENT, [
-                        _event(board_id, EventKind.RETRIED, now, job_id=r.id, stage=to,
-                               detail={"blocked": True} if r.state == BLOCKED else None)
-                        for r in rows])
+                        _event(board_id, kind, now, job_id=r.id, stage=to)
+                        for r in rows for kind in (
+                            (EventKind.RETRIED, EventKind.BLOCKED) if r.state == BLOCKED
+                            else (EventKind.RETRIED,))])
         # a running job that was cancelled may still hold an open attempt:
         # its worker's report must not move the job it no longer owns
         for part in chunked(done):

@@ -71,15 +71,14 @@ def test_a_jobs_life_is_in_the_log_in_order(client, board):
                 json={"worker": "w1", "running": [], "stopped": True})
     page = read(client, board)
     assert kinds_of(page) == [
-        ("pushed", "a"), ("pushed", "b"), ("pushed", "c"),
+        ("pushed", "a"), ("pushed", "b"), ("pushed", "c"), ("blocked", "c"),
         ("worker-alive", None), ("claimed", "a"), ("claimed", "b"),
         ("unblocked", "c"), ("done", "a"),
         ("requeued", "b"), ("cancelled", "b"), ("retried", "b"), ("worker-stopped", None)]
-    pushed_c = page["events"][2]
-    assert pushed_c["detail"] == {"blocked": True} and pushed_c["stage"] == 0
-    claimed = page["events"][4]
+    assert page["events"][3]["stage"] == 0
+    claimed = page["events"][5]
     assert claimed["detail"] == {"attempt": by_key["a"], "worker": "w1"}
-    assert page["events"][3]["detail"]["worker"] == "w1"
+    assert page["events"][4]["detail"]["worker"] == "w1"
     cursors = [e["cursor"] for e in page["events"]]
     assert len(set(cursors)) == len(cursors) and page["next_cursor"] == cursors[-1]
     # one job's events, one kind, and nothing after the last cursor
