@@ -16,8 +16,9 @@ from ..models import EventKind, Outcome, WorkerState
 from . import deps
 from .counters import COUNTS, Tally
 from .common import (ACTIVE, ATTEMPTS, BOARDS, DEPS, EVENTS, JOBS, WORKERS, _CLOSE_ATTEMPT,
-                     _JOB_EVENT, _LAST_STAGE, _NEW_EVENT, _STAGE_OK, ClaimedJob, Conflict, LifecycleError,
-                     NewJob, NotFound, _check_stages, _dialect, _engine, _event, chunked)
+                     _JOB_EVENT, _LAST_STAGE, _NEW_EVENT, _STAGE_OK, ClaimedJob, Conflict,
+                     LifecycleError, NewJob, NotFound, _check_stages, _dialect, _engine, _event,
+                     chunked)
 from .boards import is_capped
 from .deps import BLOCKED, Extras
 
@@ -82,12 +83,15 @@ _NEW_ATTEMPT = Hot(ATTEMPTS.insert().values({c: bindparam(c) for c in _ATTEMPT_C
                    .returning(ATTEMPTS.c.id))
 _CLOSE = Hot(_CLOSE_ATTEMPT)
 _NEW_ATTEMPTS = ATTEMPTS.insert().returning(ATTEMPTS.c.id, ATTEMPTS.c.job_id)
+
+
 def _claim_event(board_id: int, now: float, job_id: int, stage: int, worker: str | None,
                  attempt_id: int) -> dict[str, Any]:
     detail = ('{"attempt":%d}' % attempt_id if worker is None
               else json.dumps({"attempt": attempt_id, "worker": worker}))
     return {"board_id": board_id, "job_id": job_id, "kind": EventKind.CLAIMED.value, "at": now,
             "stage": stage, "detail": detail}
+
 
 @functools.lru_cache(maxsize=8)
 def _update_statement(with_filename: bool, with_payload: bool, forward: bool) -> Any:
