@@ -1,6 +1,6 @@
 """`jobworker`: run commands for a board's jobs; pool (workers in batch
 allocations); push, submit, status, watch, job, resources, workers,
-cancel, retry, priority.
+cancel, retry, priority; token (a board's tokens with a role), share.
 
 Every option has an environment fallback: JOBSERVER_URL, JOBSERVER_BOARD,
 JOBSERVER_TOKEN (and JOBSERVER_JOBIX for the classic protocol).
@@ -377,7 +377,8 @@ def bench(obj: Ctx, n_jobs: int, clients: int, batch: int, admin_token: str) -> 
         raise click.ClickException(str(exc)) from None
 
 
-from . import cli_pool, cli_workflows  # noqa: E402,F401  (pool, resources; submit, retry, priority)
+# pool, resources; token, share; submit, retry, priority
+from . import cli_pool, cli_tokens, cli_workflows  # noqa: E402,F401
 
 if __name__ == "__main__":  # pragma: no cover
     main()
