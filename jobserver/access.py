@@ -16,6 +16,7 @@ API its bearer tokens.
 from __future__ import annotations
 
 import hmac
+import math
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -151,7 +152,7 @@ def share_cookie_max_age(expires_at: float | None) -> int:
     """Seconds the share cookie lives: until the token expires, else 30 days."""
     if expires_at is None:
         return 30 * 86400
-    return max(int(expires_at - time.time()), 0)
+    return max(math.ceil(expires_at - time.time()), 0)
 
 
 WRITES = {"POST", "PUT", "PATCH", "DELETE"}
