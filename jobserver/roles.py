@@ -16,9 +16,9 @@ from typing import Callable, TypeVar
 
 ROLES = ("owner", "submitter", "worker", "viewer")
 
-# Every action a board route may declare.
+# Every action a board route may declare, as an error message says it.
 ACTIONS = {
-    "read": "read the board: GET routes, pages, JSON, events, logs",
+    "read": "read this board",
     "push": "push jobs", "cancel": "cancel jobs", "retry": "retry jobs",
     "priority": "change job priorities",
     "claim": "claim jobs", "heartbeat": "send heartbeats", "advance": "report jobs done",

@@ -19,7 +19,7 @@ from werkzeug.exceptions import Forbidden, NotFound, Unauthorized
 
 from .. import lifecycle
 from ..lifecycle import BoardGrant, BoardRef, UserRef
-from ..roles import may, roles_that_may
+from ..roles import ACTIONS, may, roles_that_may
 
 Grant = Union[BoardGrant, UserRef]
 
@@ -65,8 +65,8 @@ def board_for_request(name: str | None, action: str | None = None) -> BoardRef:
             raise Forbidden(f"this token is for board {board.name!r}, not {name!r}")
         who = f"a {role} token"
     if not may(role, action):
-        raise Forbidden(f"{who} may not {action} here: that needs the role "
-                        f"{' or '.join(roles_that_may(action))}")
+        raise Forbidden(f"{who} may not {ACTIONS[action]} on this board: that needs the "
+                        f"role {' or '.join(roles_that_may(action))}")
     return board
 
 
