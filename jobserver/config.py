@@ -176,5 +176,10 @@ class CookieSessions(SecureCookieSessionInterface):
             return self.session_class()  # empty; saved only if a view writes to it
         return super().open_session(app, request)
 
+    def save_session(self, app, session, response) -> None:  # type: ignore[override]
+        if not session and not session.modified and not session.accessed:
+            return None  # the API's requests: nothing to do
+        return super().save_session(app, session, response)
+
 
 NoSessions = CookieSessions  # its earlier name (bench/bare_flask.py)

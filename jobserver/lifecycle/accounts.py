@@ -2,6 +2,7 @@
 (werkzeug.security's scrypt), and their roles on boards (members)."""
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 import time
@@ -20,9 +21,14 @@ from .tokens import digest
 USER_KEY_PREFIX = "jsu_"
 USER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$")
 MAX_PASSWORD = 1000  # characters: hashing a longer one is work a client should not cause
-# A password hash that matches no password: checked against when the user
-# is unknown or has none, so that a login takes as long either way.
-_NO_PASSWORD = generate_password_hash(secrets.token_hex(16), method="scrypt")
+
+
+@functools.lru_cache(maxsize=1)
+def _no_password() -> str:
+    """A hash that matches no password: checked against when the user is
+    unknown or has none, so that a login takes as long either way (made at
+    the first login, not at every start of a command)."""
+    return generate_password_hash(secrets.token_hex(16), method="scrypt")
 
 
 @dataclass(frozen=True)
@@ -92,7 +98,7 @@ def check_login(name: str, password: str) -> tuple[UserRef, str] | None:
         row = conn.execute(select(USERS.c.id, USERS.c.name, USERS.c.admin,
                                   USERS.c.password_hash)
                            .where(USERS.c.name == name.replace("\x00", ""))).first()
-    stored = row.password_hash if row is not None and row.password_hash else _NO_PASSWORD
+    stored = row.password_hash if row is not None and row.password_hash else _no_password()
     ok = check_password_hash(stored, password[:MAX_PASSWORD])
     if row is None or not row.password_hash or not ok:
         return None

@@ -76,6 +76,12 @@ def test_home_page_lists_what_each_viewer_may_see(app, boards):
     # a member who also opened a share link: both
     member.get(f"/s/{link['token']}")
     assert listed(member) == ["beta", "gamma"]
+    # a user who is a member of nothing: an empty list that says why
+    lifecycle.create_user("newbie", password="newbie-pw")
+    lonely = app.test_client()
+    login(lonely, "newbie", "newbie-pw")
+    assert listed(lonely) == []
+    assert "No board is shared with you" in html(lonely.get("/", headers={"Accept": "text/html"}))
     # logging out ends the member's part
     assert member.post("/logout").status_code == 303
     assert listed(member) == ["gamma"]
