@@ -70,6 +70,13 @@ def test_a_pool_token_a_share_link_and_revocation_from_the_command_line(server):
     assert run(server, "jobworker", "push", "-", stdin='{"key": "a"}\n', env=owner) \
         .returncode == 0
     assert run(server, "jobworker", "status", env=worker).returncode == 0  # every role reads
+    # the pool's token runs the job through (claim, heartbeat, advance)
+    ran = run(server, "jobworker", "run", "--stage", "0", "--max-jobs", "1", "--", "true",
+              env=worker)
+    assert ran.returncode == 0, ran.stderr
+    done = requests.get(f"{server.url}/api/v1/boards/ana-sims/jobs/a", timeout=30,
+                        headers={"Authorization": f"Bearer {worker_token}"}).json()
+    assert (done["stage"], done["state"]) == (2, "done")
     # a typo'd role: one clear line, exit 2
     typo = run(server, "jobworker", "token", "create", "--role", "wroker", env=owner)
     assert typo.returncode == 2 and "'wroker' is not one of" in typo.stderr
