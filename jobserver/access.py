@@ -21,8 +21,13 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from typing import TYPE_CHECKING
+
 from flask import Response, current_app, render_template, request, session
 from werkzeug.exceptions import Forbidden
+
+if TYPE_CHECKING:
+    from .lifecycle import UserRef
 
 SHARE_COOKIE = "jobserver_share_"  # + the board's id: one cookie per shared board
 MAX_SHARE_COOKIES = 20  # read at most this many (a request's cookies are the client's)
@@ -47,7 +52,7 @@ def _password_ok() -> bool:
                 and hmac.compare_digest(auth.password.encode(), password.encode()))
 
 
-def logged_in() -> tuple[object, str] | None:
+def logged_in() -> tuple[UserRef, str] | None:
     """The session's user (a UserRef) and a fingerprint of their password
     hash, if the session is still good (the user there, the password the
     one they logged in with)."""
@@ -101,10 +106,10 @@ def viewer() -> Viewer | None:
         from . import lifecycle
 
         user = who[0]
-        user_name = user.name  # type: ignore[attr-defined]
-        if user.admin:  # type: ignore[attr-defined]
+        user_name = user.name
+        if user.admin:
             return Viewer("user", None, user_name)
-        boards = lifecycle.member_boards(user.id)  # type: ignore[attr-defined]
+        boards = lifecycle.member_boards(user.id)
     shared = share_boards()
     if who is None and not shared:
         return None

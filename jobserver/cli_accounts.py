@@ -199,5 +199,6 @@ def member_remove(board_name: str, user_name: str) -> None:
 def expiry_text(expires_at: float | None) -> str:
     if expires_at is None:
         return "never expires"
-    left = expires_at - time.time()
-    return "expired" if left <= 0 else f"expires {time.strftime('%Y-%m-%d %H:%M', time.gmtime(expires_at))} UTC"
+    if expires_at <= time.time():
+        return "expired"
+    return "expires " + time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(expires_at))

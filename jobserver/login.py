@@ -18,7 +18,7 @@ def _who() -> dict[str, object]:
     if "uid" not in session:
         return {"login_user": None}
     who = access.logged_in()
-    return {"login_user": who[0].name if who else None}  # type: ignore[attr-defined]
+    return {"login_user": who[0].name if who else None}
 
 
 def _next() -> str:

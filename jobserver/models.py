@@ -1,4 +1,5 @@
-"""The tables: boards, their stages, jobs, attempts and events.
+"""The tables: boards, their stages, jobs, attempts and events; accounts
+(users, their API keys, board members).
 
 Times are seconds since the epoch (float): portable between SQLite and
 PostgreSQL and cheap to compare with lifetimes.  Job payloads are JSON text.

@@ -122,8 +122,9 @@ def test_each_role_is_allowed_exactly_its_actions(app, client, kind):
                 assert r.status_code not in (401, 403), (role, method, path, r.json)
             else:
                 assert r.status_code == 403, (role, method, path, r.status_code)
-                assert r.json["error"] == "Forbidden" and role in r.json["message"] \
-                    or "may not" in r.json["message"]
+                assert r.json["error"] == "Forbidden"
+                assert f"{role} " in r.json["message"] and "may not" in r.json["message"] \
+                    and "needs the role" in r.json["message"], r.json["message"]
             checked += 1
     assert checked >= 27 * 4
 
