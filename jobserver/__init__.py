@@ -30,7 +30,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app: settings, database (migrated), Socket.IO, blueprints."""
     from flask import Flask
 
-    from .config import NoSessions, load_config
+    from .config import CookieSessions, load_config
 
     app = Flask(
         __name__,
@@ -40,9 +40,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         static_folder=_asset_dir("static"),
     )
     load_config(app, config)
-    app.session_interface = NoSessions()  # no page uses Flask's cookie session
+    app.session_interface = CookieSessions()  # the dashboard's login only
 
-    from . import access, api, classic, dashboard, errors, follow, live, sweeper
+    from . import access, api, classic, dashboard, errors, follow, live, login, sweeper
     from .dialect import tune_engine
     from .extensions import db, migrate, socketio
 
@@ -71,6 +71,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(classic.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(dashboard.bp)
+    app.register_blueprint(login.bp)
     return app
 
 

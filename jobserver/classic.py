@@ -92,9 +92,11 @@ def _num(m: float) -> float | int:
 @bp.route("/")
 def index():
     if wants_html():
-        if not access.allowed():
+        viewer = access.viewer()
+        if viewer is None:
             return access.challenge()
-        return render_template("home.html", boards=insights.boards_overview())
+        boards = insights.boards_overview(viewer.boards)
+        return render_template("home.html", boards=boards, viewer=viewer)
     return Response("Hello from jobserver: the job list is ready.\n", mimetype="text/plain")
 
 

@@ -1,4 +1,4 @@
-"""The `jobserver` command: serve, sweep, db upgrade, config."""
+"""The `jobserver` command: serve, sweep, db upgrade, board, token, user, member, config."""
 from __future__ import annotations
 
 import logging
@@ -112,13 +112,22 @@ def board() -> None:
                    "or with PATCH /api/v1/boards/<name>.")
 @click.option("--no-auto-requeue", is_flag=True,
               help="Only flag jobs that overstay (requeue them by hand).")
+@click.option("--owner", metavar="USER", default=None,
+              help="Make this user (jobserver user create) the board's owner.")
 def board_create(name: str, lifetimes: str | None, stage_names: str | None,
-                 max_attempts: int, max_running: int | None, no_auto_requeue: bool) -> None:
+                 max_attempts: int, max_running: int | None, no_auto_requeue: bool,
+                 owner: str | None) -> None:
     from . import lifecycle
 
     app = _app(SWEEP_MODE="off")
     names = [n for n in (stage_names or "").strip("/").split("/") if n] if stage_names else []
     with app.app_context():
+        owner_ref = None
+        if owner is not None:
+            owner_ref = lifecycle.user_by_name(owner)
+            if owner_ref is None:
+                raise click.ClickException(f"no user named {owner!r} (jobserver user create "
+                                           f"{owner})")
         try:
             b = lifecycle.create_board(name, _lifetimes_arg(lifetimes), names,
                                        max_attempts=max_attempts,
@@ -126,6 +135,8 @@ def board_create(name: str, lifetimes: str | None, stage_names: str | None,
                                        max_running=max_running)
         except lifecycle.LifecycleError as exc:
             raise click.ClickException(str(exc)) from None
+        if owner_ref is not None:
+            lifecycle.set_member(b.id, owner_ref.id, "owner")
         token = lifecycle.issue_token(b.id, "created with the board")
     click.echo(f"board {b.name} created; its token (keep it secret):")
     click.echo(token)
@@ -175,32 +186,52 @@ def board_delete(name: str, yes: bool) -> None:
     click.echo(f"board {name} deleted ({n:,} jobs)")
 
 
-@main.group(help="API tokens of a board: list, create, revoke.")
+def _duration(value: str | None) -> float | None:
+    from .cli_accounts import parse_duration
+
+    return parse_duration(value) if value else None
+
+
+@main.group(help="API tokens of a board, each with a role: list, create, revoke.")
 def token() -> None:
     pass
 
 
-@token.command("list", help="The board's tokens (ids and names; the secrets are not kept).")
+@token.command("list", help="The board's tokens: id, state, role, expiry, name (the secrets "
+                            "are not kept).")
 @click.argument("board_name")
 def token_list(board_name: str) -> None:
     from . import lifecycle
+    from .cli_accounts import expiry_text
 
     with _app(SWEEP_MODE="off").app_context():
         b = _board_or_fail(board_name)
         for t in lifecycle.list_tokens(b.id):
             state = "revoked" if t["revoked_at"] else "active"
-            click.echo(f"{t['id']}\t{state}\t{t['name']}")
+            click.echo(f"{t['id']}\t{state}\t{t['role']}\t{expiry_text(t['expires_at'])}\t"
+                       f"{t['name']}")
 
 
 @token.command("create", help="A new token for the board, printed alone on the last line.")
 @click.argument("board_name")
 @click.option("--name", default="cli", show_default=True, help="A label for the token.")
-def token_create(board_name: str, name: str) -> None:
+@click.option("--role", type=click.Choice(["owner", "submitter", "worker", "viewer"]),
+              default="owner", show_default=True,
+              help="owner: everything; submitter: push, cancel, retry, priorities; worker: "
+                   "claim and report; viewer: read.")
+@click.option("--expires", metavar="DURATION", default=None,
+              callback=lambda ctx, param, value: _duration(value),
+              help="Stop working after this long: 7d, 12h, 30m, 3600 (seconds) "
+                   "[default: never].")
+def token_create(board_name: str, name: str, role: str, expires: float | None) -> None:
+    import time
+
     from . import lifecycle
 
+    expires_at = time.time() + expires if expires else None
     with _app(SWEEP_MODE="off").app_context():
         b = _board_or_fail(board_name)
-        click.echo(lifecycle.issue_token(b.id, name))
+        click.echo(lifecycle.issue_token(b.id, name, role, expires_at))
 
 
 @token.command("revoke", help="Revoke a token by its id (see `jobserver token list`).")
@@ -237,6 +268,8 @@ def show_config(wsgi: bool) -> None:
     shown["AUTO_MIGRATE"] = _parse(os.environ.get("JOBSERVER_AUTO_MIGRATE", "true"), True)
     click.echo(describe(app, shown))
 
+
+from . import cli_accounts  # noqa: E402,F401  (user, member)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

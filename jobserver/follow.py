@@ -83,30 +83,32 @@ def wait_for(board_id: int, after: Cursor | None, kinds: Sequence[str] = (),
     return page
 
 
-def sse(board_id: int, after: Cursor | None, kinds: Sequence[str] = (),
+def sse(app: Flask, board_id: int, after: Cursor | None, kinds: Sequence[str] = (),
         job_id: int | None = None) -> Iterator[str]:
     """The event stream: one SSE message per event (``id`` the cursor,
     ``data`` the event as JSON), a keep-alive comment every SSE_HEARTBEAT
     seconds (carrying the cursor as ``id``, so that a filtered stream
     resumes past what it skipped), until SSE_MAX_SECONDS (the client
-    reconnects with Last-Event-ID)."""
-    heartbeat = float(current_app.config["SSE_HEARTBEAT"])
-    ends = time.monotonic() + float(current_app.config["SSE_MAX_SECONDS"])
+    reconnects with Last-Event-ID).  It runs in an app context of its own:
+    the request's is gone while the answer streams."""
     yield f"retry: {RETRY_MS}\n\n"
-    cursor = after
-    sent = None
-    while True:
-        left = ends - time.monotonic()
-        if left <= 0:
-            return
-        page = wait_for(board_id, cursor, kinds, job_id, limit=500, wait=min(heartbeat, left))
-        if page.events:
-            yield "".join(frame(e) for e in page.events)
-        elif page.next_cursor != sent:
-            yield f": keep-alive\nid: {page.next_cursor}\n\n"
-        else:
-            yield ": keep-alive\n\n"
-        cursor = sent = page.next_cursor
+    with app.app_context():
+        heartbeat = float(app.config["SSE_HEARTBEAT"])
+        ends = time.monotonic() + float(app.config["SSE_MAX_SECONDS"])
+        cursor = sent = after
+        while True:
+            left = ends - time.monotonic()
+            if left <= 0:
+                return
+            page = wait_for(board_id, cursor, kinds, job_id, limit=500,
+                            wait=min(heartbeat, left))
+            if page.events:
+                yield "".join(frame(e) for e in page.events)
+            elif page.next_cursor != sent:
+                yield f": keep-alive\nid: {page.next_cursor}\n\n"
+            else:
+                yield ": keep-alive\n\n"
+            cursor = sent = page.next_cursor
 
 
 def frame(e: dict[str, Any]) -> str:

@@ -35,6 +35,12 @@ def board_room(board_id: int) -> str:
     return f"board:{board_id}"
 
 
+def home_room(board_id: int) -> str:
+    """One board's row of the home page, for a viewer who may see only some
+    boards (a share link, a member): they join one such room per board."""
+    return f"home:{board_id}"
+
+
 def dashboard_room(board_id: int) -> str:
     """The dashboard board page's room (joined with the board's name)."""
     return f"dash:{board_id}"
@@ -131,12 +137,18 @@ class Broadcaster:
                 if self._watched(dashboard_room(board_id)):
                     socketio.emit("dashboard", insights.live_payload(board_id),
                                   to=dashboard_room(board_id))
-            if self._watched(HOME_ROOM):  # the changed boards' rows only
+            some = {b for b in dirty if self._watched(home_room(b))}
+            everything = self._watched(HOME_ROOM)
+            if everything or some:  # the changed boards' rows only
                 rows = insights.boards_overview(dirty)
-                socketio.emit("boards", rows, to=HOME_ROOM)
-                gone = dirty - {r["id"] for r in rows}
-                if gone:  # deleted boards leave the home page
-                    socketio.emit("boards_gone", sorted(gone), to=HOME_ROOM)
+                for row in rows:
+                    if row["id"] in some:
+                        socketio.emit("boards", [row], to=home_room(row["id"]))
+                if everything:
+                    socketio.emit("boards", rows, to=HOME_ROOM)
+                    gone = dirty - {r["id"] for r in rows}
+                    if gone:  # deleted boards leave the home page
+                        socketio.emit("boards_gone", sorted(gone), to=HOME_ROOM)
 
 
 def _watched(room: str) -> bool:
@@ -172,19 +184,26 @@ def on_connect(auth: Any = None) -> bool:
 def on_join(data: Any) -> Any:
     """A page asks for a board's updates: {"jobix": N} (the classic page),
     {"board": name} (the dashboard) or {"home": true}."""
-    from . import lifecycle
+    from . import access, lifecycle
 
+    viewer = access.viewer()  # asked again: a share link revoked since connecting
+    if viewer is None:
+        return {"ok": False, "message": "not allowed"}
     if isinstance(data, dict) and data.get("home"):
         from . import insights
 
-        join_room(HOME_ROOM)
+        if viewer.boards is None:
+            join_room(HOME_ROOM)
+        else:  # only the boards this viewer may see
+            for board_id in sorted(viewer.boards)[:1000]:
+                join_room(home_room(board_id))
         # every board once (a page reconnecting after a restart catches up);
         # later updates carry only the boards that changed
-        emit("boards", insights.boards_overview())
+        emit("boards", insights.boards_overview(viewer.boards))
         return {"ok": True}
     if isinstance(data, dict) and isinstance(data.get("board"), str):
         ref = lifecycle.board_by_name(data["board"])
-        if ref is None:
+        if ref is None or not viewer.sees(ref.id):
             return {"ok": False, "message": "no such board"}
         join_room(dashboard_room(ref.id))
         return {"ok": True}

@@ -1,4 +1,5 @@
-"""The tables: boards, their stages, jobs, attempts and events.
+"""The tables: boards, their stages, jobs, attempts and events; accounts
+(users, their API keys, board members).
 
 Times are seconds since the epoch (float): portable between SQLite and
 PostgreSQL and cheap to compare with lifetimes.  Job payloads are JSON text.
@@ -256,6 +257,10 @@ class Token(db.Model):
     digest: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[float] = mapped_column(Float)
     revoked_at: Mapped[Optional[float]] = mapped_column(Float)
+    # what the token may do on its board (jobserver/roles.py); tokens made
+    # before roles existed are owner tokens
+    role: Mapped[str] = mapped_column(String(20), default="owner", server_default="owner")
+    expires_at: Mapped[Optional[float]] = mapped_column(Float)
 
 
 class Event(db.Model):
@@ -307,3 +312,44 @@ class Throughput(db.Model):
     # over the time the board has actually been working, not whole minutes
     first_at: Mapped[Optional[float]] = mapped_column(Float)
     last_at: Mapped[Optional[float]] = mapped_column(Float)
+
+
+# ------------------------------------------------------------ accounts
+
+class User(db.Model):
+    """A person (or a service) with API keys and board memberships."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    # werkzeug.security's scrypt hash, for the dashboard's login (None: no login)
+    password_hash: Mapped[Optional[str]] = mapped_column(String(255))
+    admin: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class ApiKey(db.Model):
+    """A user's bearer key for the API (only its SHA-256 is kept)."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    revoked_at: Mapped[Optional[float]] = mapped_column(Float)
+
+
+class Member(db.Model):
+    """A user's role on a board."""
+
+    __tablename__ = "members"
+    __table_args__ = (UniqueConstraint("board_id", "user_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    board_id: Mapped[int] = mapped_column(ForeignKey("boards.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[float] = mapped_column(Float)

@@ -1,6 +1,6 @@
 """`jobworker`: run commands for a board's jobs; pool (workers in batch
 allocations); push, submit, status, watch, job, resources, workers,
-cancel, retry, priority.
+cancel, retry, priority; token (a board's tokens with a role), share.
 
 Every option has an environment fallback: JOBSERVER_URL, JOBSERVER_BOARD,
 JOBSERVER_TOKEN (and JOBSERVER_JOBIX for the classic protocol).
@@ -377,8 +377,8 @@ def bench(obj: Ctx, n_jobs: int, clients: int, batch: int, admin_token: str) -> 
         raise click.ClickException(str(exc)) from None
 
 
-# more commands: events; pool, resources; submit, retry, priority
-from . import cli_events, cli_pool, cli_workflows  # noqa: E402,F401
+# more commands: events; pool, resources; token, share; submit, retry, priority
+from . import cli_events, cli_pool, cli_tokens, cli_workflows  # noqa: E402,F401
 
 if __name__ == "__main__":  # pragma: no cover
     main()

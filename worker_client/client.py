@@ -213,6 +213,31 @@ class Client:
             raise ValueError("patch_board: give max_running and/or max_attempts")
         return self._request("PATCH", "", json_body=body)
 
+    def create_token(self, role: str, name: str = "jobworker",
+                     expires_in: float | None = None) -> dict[str, Any]:
+        """A new token of this board with ``role`` (owner, submitter, worker,
+        viewer), stopping after ``expires_in`` seconds if given (needs an
+        owner's token or key).  Answers {"id", "token", "role", "expires_at"}."""
+        body: dict[str, Any] = {"role": role, "name": name}
+        if expires_in is not None:
+            body["expires_in"] = expires_in
+        return self._request("POST", "/tokens", json_body=body)
+
+    def tokens(self) -> list[dict[str, Any]]:
+        return self._request("GET", "/tokens")["tokens"]
+
+    def revoke_token(self, token_id: int) -> None:
+        self._request("DELETE", f"/tokens/{int(token_id)}")
+
+    def share_link(self, expires_in: float | None = None,
+                   name: str = "share link") -> dict[str, Any]:
+        """A read-only link to the board's pages (revoke it with
+        revoke_token(its id)).  Answers {"id", "url", "token", "expires_at"}."""
+        body: dict[str, Any] = {"name": name}
+        if expires_in is not None:
+            body["expires_in"] = expires_in
+        return self._request("POST", "/share", json_body=body)
+
     def job(self, key: str) -> dict[str, Any]:
         """One job: state, stage, attempts (per stage), error, payload,
         result, its attempts' history and log tails."""

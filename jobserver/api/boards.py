@@ -6,19 +6,24 @@ from flask import jsonify, request
 from .. import insights, lifecycle, queries
 from ..limits import check_int
 from . import bp
-from .auth import board_for_request, board_or_admin, is_admin, require_admin
+from ..roles import requires
+from .auth import admin_or_user, board_for_request, current_grant, is_admin
 from .openapi import STAGE
 from .validate import body_object, check_body
 
 
 @bp.post("/boards")
 def create_board():
-    require_admin()
+    """The admin token or a user's key (who becomes its owner) creates a
+    board; the answer holds its first (owner) token."""
+    creator = admin_or_user()
     data = check_body(body_object(), "/boards")
     board = lifecycle.create_board(
         data["name"], [float(m) for m in data.get("lifetimes") or []],
         data.get("stage_names") or [], max_attempts=data.get("max_attempts", 3),
         auto_requeue=data.get("auto_requeue", True), max_running=data.get("max_running"))
+    if creator is not None:
+        lifecycle.set_member(board.id, creator.id, "owner")
     token = lifecycle.issue_token(board.id, data.get("token_name", "default"))
     resp = jsonify(board=board.name, token=token, url=request.url_root.rstrip("/"))
     resp.status_code = 201
@@ -27,21 +32,30 @@ def create_board():
 
 @bp.get("/boards")
 def list_boards():
-    """Every board to the admin token; a board's token sees its own board."""
+    """Every board to the admin token (and an admin user); a user's key sees
+    the boards the user is a member of, a board's token its own board."""
     boards = queries.list_boards()
     if not is_admin():
-        own = board_for_request(None)
-        boards = [b for b in boards if b["id"] == own.id]
+        grant = current_grant()
+        if isinstance(grant, lifecycle.UserRef):
+            if not grant.admin:
+                mine = lifecycle.member_boards(grant.id)
+                boards = [b for b in boards if b["id"] in mine]
+        else:
+            own = board_for_request(None, "read")
+            boards = [b for b in boards if b["id"] == own.id]
     return jsonify(boards=[{k: v for k, v in b.items() if k != "id"} for b in boards])
 
 
 @bp.get("/boards/<name>")
+@requires("read")
 def board_summary(name: str):
     board = board_for_request(name)
     return _summary(board)
 
 
 @bp.patch("/boards/<name>")
+@requires("settings")
 def change_board(name: str):
     """Change a board's settings: max_running, max_attempts, auto_requeue."""
     board = board_for_request(name)
@@ -61,13 +75,15 @@ def _summary(board: lifecycle.BoardRef):
 
 
 @bp.delete("/boards/<name>")
+@requires("delete")
 def delete_board(name: str):
-    """Delete a board and all its jobs (its token or the admin token)."""
-    board = board_or_admin(name)
+    """Delete a board and all its jobs (an owner, or the admin token)."""
+    board = board_for_request(name)
     return jsonify(board=board.name, deleted_jobs=lifecycle.delete_board(board.id))
 
 
 @bp.get("/boards/<name>/failures")
+@requires("read")
 def failures(name: str):
     """Failed jobs grouped by error: count and first keys of each."""
     board = board_for_request(name)
@@ -75,6 +91,7 @@ def failures(name: str):
 
 
 @bp.put("/boards/<name>/stages/<int:stage>")
+@requires("settings")
 def set_stage(name: str, stage: int):
     """Change a stage's lifetime (minutes) and/or name."""
     board = board_for_request(name)

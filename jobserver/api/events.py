@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, jsonify, request, stream_with_context
+from flask import Response, current_app, jsonify, request
 from werkzeug.exceptions import NotFound
 
 from .. import follow, queries
 from ..lifecycle import events
+from ..roles import requires
 from . import bp
 from .auth import board_for_request
 from .validate import query
@@ -31,6 +32,7 @@ def parse_follow(board_id: int, q: dict[str, Any], last_event_id: str | None = N
 
 
 @bp.get("/boards/<name>/events")
+@requires("read")
 def list_events(name: str):
     board = board_for_request(name)
     q = query("/boards/{name}/events")
@@ -40,6 +42,7 @@ def list_events(name: str):
 
 
 @bp.get("/boards/<name>/events/stream")
+@requires("read")
 def stream_events(name: str):
     board = board_for_request(name)
     return event_stream(board.id, query("/boards/{name}/events/stream"))
@@ -50,6 +53,7 @@ def event_stream(board_id: int, q: dict[str, Any]) -> Response:
     last = request.headers.get("Last-Event-ID", "").strip() or None
     cursor, kinds, job_id = parse_follow(board_id, q, last)
     events.read(board_id, cursor, limit=1)  # a cursor past the retention: 410 now
-    return Response(stream_with_context(follow.sse(board_id, cursor, kinds, job_id)),
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    return Response(follow.sse(app, board_id, cursor, kinds, job_id),
                     mimetype="text/event-stream",
                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

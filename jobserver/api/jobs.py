@@ -10,6 +10,7 @@ from .. import lifecycle, pools, queries, wakeup
 from ..lifecycle import Advance
 from ..limits import INT64_MAX, max_payload, payload_too_large, storable
 from . import bp
+from ..roles import requires
 from .auth import board_for_request
 from .openapi import ADVANCE_ITEM, MAX_BATCH, PUSH_RULES
 from .validate import body_items, body_object, check_body, query
@@ -106,6 +107,7 @@ def _first_occurrences_only(jobs: list[tuple[str, str, int]],
 
 
 @bp.post("/boards/<name>/jobs")
+@requires("push")
 def push(name: str):
     board = board_for_request(name)
     strict = query("/boards/{name}/jobs", "post")["strict"]
@@ -119,6 +121,7 @@ def push(name: str):
 
 
 @bp.get("/boards/<name>/jobs")
+@requires("read")
 def list_jobs(name: str):
     board = board_for_request(name)
     q = query("/boards/{name}/jobs")
@@ -129,6 +132,7 @@ def list_jobs(name: str):
 
 
 @bp.get("/boards/<name>/jobs/<path:key>")
+@requires("read")
 def job_detail(name: str, key: str):
     board = board_for_request(name)
     job = queries.job_detail(board.id, key)
@@ -138,6 +142,7 @@ def job_detail(name: str, key: str):
 
 
 @bp.get("/boards/<name>/jobs/<path:key>/resources")
+@requires("read")
 def job_resources(name: str, key: str):
     """A job's resource log (the samples its workers sent while it ran)."""
     board = board_for_request(name)
@@ -148,6 +153,7 @@ def job_resources(name: str, key: str):
 
 
 @bp.post("/boards/<name>/claim")
+@requires("claim")
 def claim(name: str):
     board = board_for_request(name)
     data = check_body(body_object(), "/boards/{name}/claim")
@@ -189,6 +195,7 @@ def _plain_advance(data: dict) -> bool:
 
 
 @bp.post("/boards/<name>/advance")
+@requires("advance")
 def advance(name: str):
     board = board_for_request(name)
     data = body_object()
@@ -200,6 +207,7 @@ def advance(name: str):
 
 
 @bp.post("/boards/<name>/fail")
+@requires("fail")
 def fail(name: str):
     board = board_for_request(name)
     data = check_body(body_object(), "/boards/{name}/fail")
@@ -209,6 +217,7 @@ def fail(name: str):
 
 
 @bp.post("/boards/<name>/release")
+@requires("release")
 def release(name: str):
     board = board_for_request(name)
     data = check_body(body_object(), "/boards/{name}/release")
@@ -216,6 +225,7 @@ def release(name: str):
 
 
 @bp.post("/boards/<name>/retry")
+@requires("retry")
 def retry(name: str):
     """Failed or cancelled jobs back to waiting, with a fresh attempt budget."""
     board = board_for_request(name)
@@ -226,6 +236,7 @@ def retry(name: str):
 
 
 @bp.post("/boards/<name>/priority")
+@requires("priority")
 def priority(name: str):
     board = board_for_request(name)
     data = check_body(body_object(), "/boards/{name}/priority")
@@ -234,6 +245,7 @@ def priority(name: str):
 
 
 @bp.post("/boards/<name>/cancel")
+@requires("cancel")
 def cancel(name: str):
     board = board_for_request(name)
     data = check_body(body_object() if request.get_data() else {}, "/boards/{name}/cancel")

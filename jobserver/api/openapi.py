@@ -103,7 +103,29 @@ ALLOCATION_BODY = obj({
     "workers_per_node": {"type": "integer", "minimum": 1, "maximum": 100_000},
     "time_limit_s": nullable({"type": "number", "minimum": 0, "maximum": 1e9})}, ["state"])
 
+MAX_TOKEN_LIFETIME = 10 * 365 * 86400  # seconds: the longest expiry a token may get
+ROLE = {"type": "string", "enum": ["owner", "submitter", "worker", "viewer"],
+        "description": "owner: everything; submitter: push, cancel, retry, priorities; "
+                       "worker: claim, heartbeat, advance, fail, release, allocations; "
+                       "viewer: read"}
+USER_NAME = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$",
+             "description": "letters, digits, '.', '_', '@' or '-'"}
+EXPIRY = {
+    "expires_in": {"type": "number", "minimum": 1, "maximum": MAX_TOKEN_LIFETIME,
+                   "description": "seconds from now until the token stops working"},
+    "expires_at": {"type": "number", "minimum": 0,
+                   "description": "when the token stops working (seconds since the epoch)"}}
+
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
+    ("/users", "post"): obj({
+        "name": USER_NAME, "admin": BOOL, "key_name": NAME,
+        "password": {"type": "string", "minLength": 1, "maxLength": 1000, "pattern": NO_NUL,
+                     "description": "for the dashboard's login (hashed with scrypt)"}},
+        ["name"]),
+    ("/boards/{name}/members", "post"): obj({"user": USER_NAME, "role": ROLE},
+                                            ["user", "role"]),
+    ("/boards/{name}/tokens", "post"): obj({"role": ROLE, "name": NAME, **EXPIRY}, ["role"]),
+    ("/boards/{name}/share", "post"): obj({"name": NAME, **EXPIRY}),
     ("/boards/{name}/allocations/{allocation}", "put"): ALLOCATION_BODY,
     ("/boards", "post"): obj({
         "name": BOARD_NAME,
@@ -275,12 +297,15 @@ BOARD = {"name": "name", "in": "path", "required": True, "schema": {"type": "str
          "description": "the board's name"}
 
 
+OPTIONAL_BODIES = {("/boards/{name}/cancel", "post"), ("/boards/{name}/share", "post")}
+
+
 def _op(path: str, method: str, summary: str, responses: dict[str, Any],
         params: list[dict[str, Any]] | None = None, secured: bool = True) -> dict[str, Any]:
     op: dict[str, Any] = {"summary": summary, "responses": {**responses, **ERRORS}}
     body = BODIES.get((path, method))
     if body is not None:
-        op["requestBody"] = {"required": (path, method) != ("/boards/{name}/cancel", "post"),
+        op["requestBody"] = {"required": (path, method) not in OPTIONAL_BODIES,
                              "content": {"application/json": {"schema": body}}}
     query = QUERIES.get((path, method), [])
     op["parameters"] = ([BOARD] if "{name}" in path else []) + (params or []) + query
@@ -398,7 +423,41 @@ def _paths() -> dict[str, Any]:
         params=[{"name": "key", "in": "path", "required": True, "schema": TEXT}])
     add("/boards/{name}/workers", "get", "The board's workers: alive or lost, last seen, "
         "last resources", _ok(obj({"workers": array(_ref("Worker"))})))
+    _accounts(add)
     return p
+
+
+def _accounts(add: Any) -> None:
+    user = obj({"name": TEXT, "admin": BOOL, "created_at": NUM, "password": BOOL,
+                "keys": {"type": "integer", "description": "active API keys"}})
+    add("/users", "post", "Create a user (the admin token or an admin user's key); answers "
+        "their first API key", _ok(obj({"user": TEXT, "admin": BOOL, "key": TEXT}), "201",
+                                   "Created"))
+    add("/users", "get", "List users (the admin token or an admin user's key)",
+        _ok(obj({"users": array(user)})))
+    member = obj({"user": TEXT, "role": ROLE, "created_at": NUM})
+    add("/boards/{name}/members", "get", "The board's members and their roles (owner)",
+        _ok(obj({"members": array(member)})))
+    add("/boards/{name}/members", "post", "Give a user a role on the board, or change it "
+        "(owner)", _ok(obj({"user": TEXT, "role": ROLE}), "201", "Added (200: role changed)"))
+    add("/boards/{name}/members/{user}", "delete", "Remove a member (owner)",
+        _ok(obj({"user": TEXT, "removed": BOOL})),
+        params=[{"name": "user", "in": "path", "required": True, "schema": USER_NAME}])
+    token = obj({"id": ID, "name": TEXT, "role": ROLE, "created_at": NUM,
+                 "expires_at": nullable(NUM), "revoked_at": nullable(NUM)})
+    add("/boards/{name}/tokens", "post", "A new board token with a role and an optional "
+        "expiry (owner); only this answer shows it",
+        _ok(obj({"id": ID, "token": TEXT, "role": ROLE, "name": TEXT,
+                 "expires_at": nullable(NUM)}), "201", "Created"))
+    add("/boards/{name}/tokens", "get", "The board's tokens, revoked ones too (owner; the "
+        "secrets are not kept)", _ok(obj({"tokens": array(token)})))
+    add("/boards/{name}/tokens/{token_id}", "delete", "Revoke a token or share link (owner)",
+        _ok(obj({"id": ID, "revoked": BOOL})),
+        params=[{"name": "token_id", "in": "path", "required": True, "schema": ID}])
+    add("/boards/{name}/share", "post", "A read-only share link to the board's pages: a "
+        "viewer token in the URL (owner; revoke it as a token)",
+        _ok(obj({"id": ID, "token": TEXT, "url": TEXT, "expires_at": nullable(NUM)}), "201",
+            "Created"))
 
 
 PATHS = _paths()
@@ -421,8 +480,9 @@ def spec() -> dict[str, Any]:
             "schemas": SCHEMAS,
             "responses": {name: _error_response(text) for name, text in [
                 ("BadRequest", "malformed request: the message names the field"),
-                ("Unauthorized", "missing or bad token"),
-                ("Forbidden", "token of another board, creation closed, or a cross-site write"),
+                ("Unauthorized", "missing, unknown, revoked or expired token"),
+                ("Forbidden", "a role that may not do this, a token of another board, a "
+                              "user who is not a member, or a cross-site write"),
                 ("NotFound", "no such board or job"),
                 ("Conflict", "stale attempt, existing name, or a strict push of changed "
                              "jobs"),

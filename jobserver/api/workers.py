@@ -9,6 +9,7 @@ from werkzeug.exceptions import BadRequest
 
 from .. import lifecycle, pools, queries
 from . import bp
+from ..roles import requires
 from .auth import board_for_request
 from ..lifecycle.pools import ALLOCATION_FIELDS
 from .openapi import ALLOCATION_ID, MAX_NOTES
@@ -29,6 +30,7 @@ def _by_attempt(mapping: dict | None, kind: type) -> dict[int, Any]:
 
 
 @bp.post("/boards/<name>/heartbeat")
+@requires("heartbeat")
 def heartbeat(name: str):
     board = board_for_request(name)
     data = check_body(body_object(), "/boards/{name}/heartbeat")
@@ -50,12 +52,14 @@ def _notes(mapping: dict | None) -> dict[int, list[dict[str, str]]]:
 
 
 @bp.get("/boards/<name>/workers")
+@requires("read")
 def workers(name: str):
     board = board_for_request(name)
     return jsonify(workers=queries.list_workers(board.id))
 
 
 @bp.put("/boards/<name>/allocations/<allocation>")
+@requires("report")
 def report_allocation(name: str, allocation: str):
     """A pool reports what its scheduler says of one of its allocations."""
     board = board_for_request(name)
@@ -68,6 +72,7 @@ def report_allocation(name: str, allocation: str):
 
 
 @bp.get("/boards/<name>/allocations")
+@requires("read")
 def allocations(name: str):
     board = board_for_request(name)
     return jsonify(allocations=pools.list_allocations(board.id))

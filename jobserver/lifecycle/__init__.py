@@ -4,7 +4,8 @@ Every public function here is one transaction: push, claim, update_job
 (the classic report), advance / fail / release / cancel / heartbeat (the
 API's worker side), sweep (flag, requeue, fail, lose silent workers),
 requeue_flagged, retry / set_priority (a person's hands), the boards'
-settings, lifetimes and tokens, and report_allocation (pools).
+settings, lifetimes and tokens, report_allocation (pools), and accounts
+(users, keys, members).
 Dependencies between jobs (deps) are checked at push and released inside
 the report that finishes a job.  Views, the CLI and the sweeper call these;
 nothing else writes job state.  After a commit the board is marked dirty so
@@ -21,10 +22,14 @@ claim costs SQLAlchemy no statement construction or cache-key work.
 from __future__ import annotations
 
 from .attempts import Advance, advance, cancel, fail, heartbeat, release
-from .boards import (board_by_name, board_for_token, board_settings, classic_board_name,
-                     create_board, delete_board, ensure_board, find_board, issue_token,
-                     lifetimes, list_tokens, rename_guessable_boards,
-                     revoke_token, set_board_options, set_lifetime, set_lifetimes_if_unset,
+from .accounts import (UserRef, check_login, create_user, issue_key, list_keys,
+                       list_members, list_users, member_boards, member_role, remove_member,
+                       revoke_key, session_user, set_member, set_password, user_by_name,
+                       user_for_key)
+from .boards import (board_by_name, board_settings, classic_board_name,
+                     create_board, delete_board, ensure_board, find_board,
+                     lifetimes, rename_guessable_boards,
+                     set_board_options, set_lifetime, set_lifetimes_if_unset,
                      set_stage_name)
 from .boards import UNCHANGED
 from .common import (BOARDS, BoardRef, ClaimedJob, Conflict, LifecycleError, NewJob, NotFound,
@@ -34,6 +39,8 @@ from .jobs import PushResult, claim, push, push_jobs, update_job
 from .pools import report_allocation
 from .retry import retry, set_priority
 from .sweep import requeue_flagged, sweep
+from .tokens import (BoardGrant, board_for_token, grant_for_token, issue_token, list_tokens,
+                     revoke_token, token_id_of)
 
 __all__ = [
     "Advance", "BOARDS", "BoardRef", "ClaimedJob", "Conflict", "Extras", "LifecycleError",
@@ -44,4 +51,9 @@ __all__ = [
     "rename_guessable_boards", "report_allocation", "requeue_flagged", "retry", "revoke_token",
     "set_board_options", "set_lifetime", "set_lifetimes_if_unset", "set_priority",
     "set_stage_name", "sweep", "update_job",
+    # accounts and tokens
+    "BoardGrant", "UserRef", "check_login", "create_user", "grant_for_token", "issue_key",
+    "list_keys", "list_members", "list_users", "member_boards", "member_role", "remove_member",
+    "revoke_key", "session_user", "set_member", "set_password", "token_id_of", "user_by_name",
+    "user_for_key",
 ]

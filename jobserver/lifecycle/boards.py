@@ -1,4 +1,4 @@
-"""Boards, their stage lifetimes and their API tokens."""
+"""Boards and their stage lifetimes (their tokens: tokens.py)."""
 from __future__ import annotations
 
 import collections
@@ -6,7 +6,6 @@ import hashlib
 import hmac
 import logging
 import re
-import secrets
 import time
 from typing import Any, Sequence
 
@@ -16,7 +15,7 @@ from sqlalchemy import Connection, bindparam, delete, select, update
 from .. import live, wakeup
 from ..dialect import insert_ignore, write_transaction
 from ..limits import MAX_STAGE
-from .common import (BOARDS, STAGES, TOKENS, BoardRef, Conflict, LifecycleError, NotFound,
+from .common import (BOARDS, MEMBERS, STAGES, TOKENS, BoardRef, Conflict, LifecycleError, NotFound,
                      _check_stages, _dialect, _engine)
 
 log = logging.getLogger(__name__)
@@ -233,10 +232,6 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 CLASSIC_NAME_RE = re.compile(r"^board-[0-9a-f]{10}$")  # see classic_board_name
 
 
-def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 def board_by_name(name: str) -> BoardRef | None:
     if "\x00" in name:  # no board has one (and PostgreSQL refuses to compare it)
         return None
@@ -340,57 +335,17 @@ def delete_board(board_id: int) -> int:
             deleted += len(gone)
         socketio.sleep(0)
     with write_transaction(_engine()) as conn:
-        for table in (ATTEMPTS, EVENTS, WORKERS, TOKENS, STAGES, COUNTS, THROUGHPUT,
+        for table in (ATTEMPTS, EVENTS, WORKERS, TOKENS, MEMBERS, STAGES, COUNTS, THROUGHPUT,
                       ALLOCATIONS):
             conn.execute(delete(table).where(table.c.board_id == board_id))
         conn.execute(delete(BOARDS).where(BOARDS.c.id == board_id))
     current_app.extensions.get("jobserver_boards", {}).clear()
     current_app.extensions.get("jobserver_tokens", {}).clear()
+    current_app.extensions.get("jobserver_members", {}).clear()
     _forget_cap(board_id)
     live.mark_dirty(board_id)
     log.info("deleted board %d (%d jobs)", board_id, deleted)
     return deleted
-
-
-def issue_token(board_id: int, name: str = "default") -> str:
-    """A new bearer token for the board; only its digest is stored."""
-    token = "jsb_" + secrets.token_urlsafe(30)
-    with write_transaction(_engine()) as conn:
-        conn.execute(TOKENS.insert().values(board_id=board_id, name=name[:200],
-                                            digest=_digest(token), created_at=time.time()))
-    return token
-
-
-def list_tokens(board_id: int) -> list[dict[str, Any]]:
-    with _engine().connect() as conn:
-        rows = conn.execute(select(TOKENS.c.id, TOKENS.c.name, TOKENS.c.created_at,
-                                   TOKENS.c.revoked_at)
-                            .where(TOKENS.c.board_id == board_id).order_by(TOKENS.c.id)).all()
-    return [dict(r._mapping) for r in rows]
-
-
-def revoke_token(board_id: int, token_id: int) -> None:
-    with write_transaction(_engine()) as conn:
-        n = conn.execute(update(TOKENS).where(TOKENS.c.id == token_id,
-                                              TOKENS.c.board_id == board_id,
-                                              TOKENS.c.revoked_at.is_(None))
-                         .values(revoked_at=time.time())).rowcount
-    if not n:
-        raise NotFound(f"no active token {token_id} on this board")
-    current_app.extensions.get("jobserver_tokens", {}).clear()  # at once in this process
-
-
-_BOARD_OF_TOKEN = (
-    _BOARD_REF.join(TOKENS, TOKENS.c.board_id == BOARDS.c.id)
-    .where(TOKENS.c.digest == bindparam("digest"), TOKENS.c.revoked_at.is_(None))
-)
-
-
-def board_for_token(token: str) -> BoardRef | None:
-    """The board a bearer token opens, or None (unknown or revoked)."""
-    with _engine().connect() as conn:
-        row = conn.execute(_BOARD_OF_TOKEN, {"digest": _digest(token)}).first()
-    return _ref_of(row) if row else None
 
 
 def board_settings(board_id: int) -> dict[str, Any]:

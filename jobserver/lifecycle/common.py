@@ -10,8 +10,8 @@ from sqlalchemy import Connection, bindparam, func, or_, select, update
 from ..dialect import Hot
 from ..extensions import db
 from ..limits import MAX_STAGE
-from ..models import (Allocation, Attempt, Board, Dependency, Event, EventKind, Job, JobState,
-                      Sample, Stage, Token, Worker)
+from ..models import (Allocation, ApiKey, Attempt, Board, Dependency, Event, EventKind, Job,
+                      JobState, Member, Sample, Stage, Token, User, Worker)
 
 JOBS = Job.__table__
 ATTEMPTS = Attempt.__table__
@@ -23,6 +23,9 @@ TOKENS = Token.__table__
 DEPS = Dependency.__table__
 ALLOCATIONS = Allocation.__table__
 SAMPLES = Sample.__table__
+USERS = User.__table__
+API_KEYS = ApiKey.__table__
+MEMBERS = Member.__table__
 
 ACTIVE = JobState.ACTIVE.value
 
