@@ -20,6 +20,7 @@ from .lifecycle import events
 from .lifecycle.events import Cursor, Page
 
 POLL = 1.0  # seconds between two looks of a waiting follower, at most
+GAP = 0.25  # ... and at least: a burst of commits is one look, not one per commit
 RETRY_MS = 2000  # what an EventSource waits before it reconnects
 
 
@@ -72,10 +73,12 @@ def wait_for(board_id: int, after: Cursor | None, kinds: Sequence[str] = (),
     deadline = time.monotonic() + wait
     try:
         while not page.events:
-            left = deadline - time.monotonic()
+            looked = time.monotonic()
+            left = deadline - looked
             if left <= 0:
                 break
             bell.wait(min(POLL, left))  # green under eventlet (monkey-patched)
+            time.sleep(max(0.0, min(looked + GAP, deadline) - time.monotonic()))
             bell.clear()
             page = events.read(board_id, page.next_cursor, kinds, job_id, limit)
     finally:

@@ -100,31 +100,41 @@ def read(board_id: int, after: Cursor | None = None, kinds: Sequence[str] = (),
     on its own), as everything up to that event has committed."""
     limit = max(1, min(limit, MAX_LIMIT))
     with _engine().connect() as conn:
-        pruned = _pruned(conn, board_id)
-        if after is not None and after < pruned:
-            raise Gone(f"events up to cursor {pruned} were removed by the retention "
-                       f"(EVENT_RETENTION_DAYS); cursor {after} is older: list the board "
-                       f"again and follow from after=now")
         start = after if after is not None else START
         horizon = _horizon(conn)
         top = _newest(conn, board_id, horizon)
-        if top is None or top <= start:
-            return Page([], max(start, pruned))
-        q = (select(EVENTS.c.tx, EVENTS.c.id, EVENTS.c.kind, EVENTS.c.at, EVENTS.c.stage,
-                    EVENTS.c.count, EVENTS.c.detail, JOBS.c.key)
-             .outerjoin(JOBS, JOBS.c.id == EVENTS.c.job_id)
-             .where(EVENTS.c.board_id == board_id,
-                    tuple_(EVENTS.c.tx, EVENTS.c.id) > tuple_(start.tx, start.id),
-                    tuple_(EVENTS.c.tx, EVENTS.c.id) <= tuple_(top.tx, top.id)))
-        if kinds:
-            q = q.where(EVENTS.c.kind.in_(list(kinds)))
-        if job_id is not None:
-            q = q.where(EVENTS.c.job_id == job_id)
-        rows = conn.execute(q.order_by(EVENTS.c.tx, EVENTS.c.id).limit(limit)).all()
+        rows: list[Any] = []
+        if top is not None and top > start:
+            rows = _after(conn, board_id, start, top, kinds, job_id, limit)
+        # the marker last: a prune that committed during the reads above
+        # (its deletes and its marker are one transaction) is seen here
+        pruned = _pruned(conn, board_id)
         conn.rollback()  # a read: end it (PostgreSQL)
+    if after is not None and after < pruned:
+        raise Gone(f"events up to cursor {pruned} were removed by the retention "
+                   f"(EVENT_RETENTION_DAYS); cursor {after} is older: list the board "
+                   f"again and follow from after=now")
+    if top is None or top <= start:
+        return Page([], max(start, pruned))
     if len(rows) == limit:
         return Page([_shape(r) for r in rows], Cursor(rows[-1].tx, rows[-1].id))
     return Page([_shape(r) for r in rows], max(top, pruned))
+
+
+def _after(conn: Connection, board_id: int, start: Cursor, top: Cursor, kinds: Sequence[str],
+           job_id: int | None, limit: int) -> list[Any]:
+    """The events in (start, top], of those kinds and that job."""
+    q = (select(EVENTS.c.tx, EVENTS.c.id, EVENTS.c.kind, EVENTS.c.at, EVENTS.c.stage,
+                EVENTS.c.count, EVENTS.c.detail, JOBS.c.key)
+         .outerjoin(JOBS, JOBS.c.id == EVENTS.c.job_id)
+         .where(EVENTS.c.board_id == board_id,
+                tuple_(EVENTS.c.tx, EVENTS.c.id) > tuple_(start.tx, start.id),
+                tuple_(EVENTS.c.tx, EVENTS.c.id) <= tuple_(top.tx, top.id)))
+    if kinds:
+        q = q.where(EVENTS.c.kind.in_(list(kinds)))
+    if job_id is not None:
+        q = q.where(EVENTS.c.job_id == job_id)
+    return conn.execute(q.order_by(EVENTS.c.tx, EVENTS.c.id).limit(limit)).all()
 
 
 def _newest(conn: Connection, board_id: int, horizon: int | None) -> Cursor | None:
@@ -166,6 +176,10 @@ def prune(retention_days: float, now: float | None = None) -> int:
     for board_id in boards:
         while True:
             with _engine().begin() as conn:
+                oldest = conn.execute(select(EVENTS.c.at).where(EVENTS.c.board_id == board_id)
+                                      .order_by(EVENTS.c.tx, EVENTS.c.id).limit(1)).scalar()
+                if oldest is None or oldest >= cutoff:
+                    break
                 old = (select(EVENTS.c.tx, EVENTS.c.id, EVENTS.c.at)
                        .where(EVENTS.c.board_id == board_id)
                        .order_by(EVENTS.c.tx, EVENTS.c.id).limit(PRUNE_CHUNK)).subquery()

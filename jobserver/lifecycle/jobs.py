@@ -230,6 +230,8 @@ def _row(board_id: int, job: tuple[str, str, int], extra: Extras | None, now: fl
 
 
 _NEWEST_JOB = select(func.max(JOBS.c.id))
+_TAKE_WRITE_LOCK = (update(BOARDS).where(BOARDS.c.id == bindparam("b"))
+                    .values(max_attempts=BOARDS.c.max_attempts))
 _EVENT_OF_JOB = [EVENTS.c.board_id, EVENTS.c.job_id, EVENTS.c.kind, EVENTS.c.at, EVENTS.c.stage,
                  EVENTS.c.count, EVENTS.c.detail]
 
@@ -273,7 +275,13 @@ def _write_flat(board_id: int, jobs: list, extras: dict[str, Extras],
         with write_transaction(_engine()) as conn:
             n = 0
             sqlite = conn.dialect.name == "sqlite"
-            since = (conn.execute(_NEWEST_JOB).scalar() or 0) if sqlite else None
+            since = None
+            if sqlite:
+                # the file's write lock first (a write that changes nothing):
+                # no other process may add jobs between this read and the
+                # insert, or their events would be written twice
+                conn.execute(_TAKE_WRITE_LOCK, {"b": board_id})
+                since = conn.execute(_NEWEST_JOB).scalar() or 0
             for stage, rows in by_stage.items():  # one stage each: counts stay exact
                 if sqlite:
                     added = insert_rows_ignore(conn, JOBS, ["board_id", "key"], _PUSH_COLUMNS,

@@ -251,3 +251,21 @@ def test_cursors_parse_and_print_alike():
     for bad in ("", "-", "a", "1-2-3", "-5", "99999999999999999999"):
         with pytest.raises(lifecycle.LifecycleError):
             events.parse_cursor(bad)
+
+
+def test_a_prune_during_a_read_is_a_410_not_a_silent_gap(app, client, board, monkeypatch):
+    """The retention commits between a follower's reads of the events and
+    of the marker: the follower must hear that it fell behind."""
+    client.post("/api/v1/boards/ev/jobs", headers=board,
+                json=[{"key": f"j{i}", "payload": i} for i in range(4)])
+    first = read(client, board)["events"][0]["cursor"]
+    real = events._after
+
+    def pruned_meanwhile(*args, **kwargs):
+        rows = real(*args, **kwargs)
+        events.prune(1, now=time.time() + 2 * 86400)
+        return rows
+
+    monkeypatch.setattr(events, "_after", pruned_meanwhile)
+    r = client.get("/api/v1/boards/ev/events", headers=board, query_string={"after": first})
+    assert r.status_code == 410, r.json
