@@ -307,3 +307,62 @@ class Throughput(db.Model):
     # over the time the board has actually been working, not whole minutes
     first_at: Mapped[Optional[float]] = mapped_column(Float)
     last_at: Mapped[Optional[float]] = mapped_column(Float)
+
+
+# ----------------------------------------------------------- live logs
+# What running jobs print, sent in chunks with their workers' heartbeats
+# (lifecycle/logs.py writes, joblogs.py reads).  Sizes are bytes of UTF-8.
+
+
+class LogChunk(db.Model):
+    """A piece of one attempt's stdout ('out') or stderr ('err') as one
+    heartbeat brought it.  ``offset``: where it starts in its stream (the
+    worker's count: a gap before it is output dropped on the way);
+    ``pos``: where it starts among the attempt's kept chunks of both
+    streams (the per-attempt bound drops by it)."""
+
+    __tablename__ = "log_chunks"
+    __table_args__ = (
+        Index("ix_log_chunks_attempt", "attempt_id", "id"),
+        Index("ix_log_chunks_attempt_pos", "attempt_id", "pos"),
+        Index("ix_log_chunks_board", "board_id", "id"),  # the board's oldest first
+        Index("ix_log_chunks_job", "job_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    board_id: Mapped[int] = mapped_column(ForeignKey("boards.id", ondelete="CASCADE"))
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    attempt_id: Mapped[int] = mapped_column(ForeignKey("attempts.id", ondelete="CASCADE"))
+    stream: Mapped[str] = mapped_column(String(3))  # 'out' or 'err'
+    at: Mapped[float] = mapped_column(Float)
+    offset: Mapped[int] = mapped_column(BigInteger)
+    pos: Mapped[int] = mapped_column(BigInteger)
+    size: Mapped[int] = mapped_column()
+    text: Mapped[str] = mapped_column(Text)
+
+
+class AttemptLog(db.Model):
+    """How much of an attempt's output the server has received: the end of
+    each stream (the worker's count) and of its kept chunks (``pos``)."""
+
+    __tablename__ = "attempt_logs"
+    __table_args__ = (Index("ix_attempt_logs_job", "job_id"),)
+
+    attempt_id: Mapped[int] = mapped_column(ForeignKey("attempts.id", ondelete="CASCADE"),
+                                            primary_key=True, autoincrement=False)
+    board_id: Mapped[int] = mapped_column(ForeignKey("boards.id", ondelete="CASCADE"))
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    out_end: Mapped[int] = mapped_column(BigInteger, default=0)
+    err_end: Mapped[int] = mapped_column(BigInteger, default=0)
+    pos: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class BoardLog(db.Model):
+    """Bytes of live log a board keeps (``n``, a kept counter: the bound
+    is checked without adding up the board's chunks)."""
+
+    __tablename__ = "board_logs"
+
+    board_id: Mapped[int] = mapped_column(ForeignKey("boards.id", ondelete="CASCADE"),
+                                          primary_key=True, autoincrement=False)
+    n: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -11,6 +11,7 @@ from flask import Blueprint
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 from . import boards, jobs, workers  # noqa: E402,F401  (routes)
+from . import logs  # noqa: E402,F401  (live logs)
 from .openapi import document  # noqa: E402
 
 

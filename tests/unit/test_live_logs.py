@@ -1,0 +1,180 @@
+"""Live logs in-process (SQLite and PostgreSQL): chunks kept per attempt
+from heartbeats, read as text, bounded per attempt and per board, gone with
+their board."""
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from jobserver.extensions import db
+from jobserver.lifecycle.logs import ATTEMPT_LOGS, BOARD_LOGS, CHUNKS
+from tests.conftest import ADMIN
+
+DROPPED = "[jobserver: {:,} earlier bytes of this log were dropped]\n"
+
+
+def make_board(client, name="logs"):
+    r = client.post("/api/v1/boards", headers=ADMIN, json={"name": name, "lifetimes": [0, 1, 0]})
+    assert r.status_code == 201, r.json
+    return {"Authorization": f"Bearer {r.json['token']}"}
+
+
+def claim(client, auth, keys, board="logs", worker="w1"):
+    client.post(f"/api/v1/boards/{board}/jobs", json=[{"key": k} for k in keys], headers=auth)
+    r = client.post(f"/api/v1/boards/{board}/claim",
+                    json={"stage": 0, "n": len(keys), "worker": worker}, headers=auth)
+    assert r.status_code == 200, r.json
+    return {j["key"]: j["attempt_id"] for j in r.json["jobs"]}
+
+
+class Beats:
+    """What a worker sends: each stream's output since the last beat, with
+    its offset in the stream."""
+
+    def __init__(self, client, auth, board="logs", worker="w1"):
+        self.client, self.auth, self.board, self.worker = client, auth, board, worker
+        self.ends: dict[tuple[int, str], int] = {}
+
+    def send(self, attempt: int, out: str = "", err: str = "", offsets=None):
+        chunks = {}
+        for stream, text in (("out", out), ("err", err)):
+            if text:
+                at = self.ends.get((attempt, stream), 0)
+                if offsets and stream in offsets:
+                    at = offsets[stream]
+                chunks[stream] = {"offset": at, "text": text}
+                self.ends[(attempt, stream)] = at + len(text.encode())
+        r = self.client.post(f"/api/v1/boards/{self.board}/heartbeat", headers=self.auth,
+                             json={"worker": self.worker, "running": [attempt],
+                                   "chunks": {str(attempt): chunks}})
+        assert r.status_code == 200, r.json
+        return r
+
+
+def read(client, auth, key, board="logs", **params):
+    r = client.get(f"/api/v1/boards/{board}/logs/{key}", headers=auth, query_string=params)
+    return r
+
+
+def test_chunks_of_a_running_job_read_as_text_per_stream(client):
+    auth = make_board(client)
+    a = claim(client, auth, ["sim/1"])["sim/1"]
+    beats = Beats(client, auth)
+    beats.send(a, out="step 1\n", err="warning: slow\n")
+    beats.send(a, out="step 2\n")
+    r = read(client, auth, "sim/1")  # a key with '/': the route is /logs/<key>
+    assert r.status_code == 200 and r.mimetype == "text/plain"
+    assert r.headers["Content-Type"] == "text/plain; charset=utf-8"
+    assert r.text == "step 1\nwarning: slow\nstep 2\n"
+    assert r.headers["X-Jobserver-Attempt"] == "1"
+    assert r.headers["X-Jobserver-Attempt-Running"] == "true"
+    assert read(client, auth, "sim/1", stream="out").text == "step 1\nstep 2\n"
+    assert read(client, auth, "sim/1", stream="err").text == "warning: slow\n"
+    # a reader reads on from its cursor
+    cursor = r.headers["X-Jobserver-Log-Cursor"]
+    assert read(client, auth, "sim/1", after=cursor).text == ""
+    beats.send(a, out="step 3\n")
+    assert read(client, auth, "sim/1", after=cursor).text == "step 3\n"
+    # the old tails keep working beside the chunks
+    client.post("/api/v1/boards/logs/heartbeat", headers=auth,
+                json={"worker": "w1", "running": [a], "logs": {str(a): "the tail"}})
+    assert client.get("/api/v1/boards/logs/jobs/sim/1", headers=auth).json["log_tail"] == \
+        "the tail"
+
+
+def test_a_retried_heartbeat_does_not_repeat_output_and_a_gap_is_marked(client):
+    auth = make_board(client)
+    a = claim(client, auth, ["k"])["k"]
+    beats = Beats(client, auth)
+    beats.send(a, out="one\n")
+    beats.send(a, out="one\ntwo\n", offsets={"out": 0})  # the same beat again, and more
+    beats.send(a, out="five\n", offsets={"out": 100})  # the worker dropped 92 bytes
+    assert read(client, auth, "k").text == "one\ntwo\n" + DROPPED.format(92) + "five\n"
+
+
+def test_unknown_job_attempt_and_bad_parameters_answer_json(client):
+    auth = make_board(client)
+    claim(client, auth, ["k"])
+    client.post("/api/v1/boards/logs/jobs", json=[{"key": "waits"}], headers=auth)
+    for params, key, code, words in [
+            ({}, "nope", 404, "no job 'nope'"),
+            ({}, "waits", 404, "has not run yet"),
+            ({"attempt": 2}, "k", 404, "has 1 attempt, not 2"),
+            ({"attempt": 0}, "k", 400, "attempt"),
+            ({"stream": "all"}, "k", 400, "stream"),
+            ({"after": "x"}, "k", 400, "after")]:
+        r = read(client, auth, key, **params)
+        assert r.status_code == code, (params, r.json)
+        assert r.json["error"] and words in r.json["message"]
+    assert client.get("/api/v1/boards/logs/logs/k").status_code == 401
+
+
+def test_a_heartbeat_for_another_workers_attempt_keeps_nothing(client):
+    auth = make_board(client)
+    a = claim(client, auth, ["k"])["k"]
+    Beats(client, auth, worker="intruder").send(a, out="not mine\n")
+    assert read(client, auth, "k").text == ""
+
+
+def test_the_per_attempt_bound_drops_the_oldest_with_a_marker(app, client):
+    app.config["LOG_MAX_PER_JOB"] = 100
+    auth = make_board(client)
+    a = claim(client, auth, ["k"])["k"]
+    beats = Beats(client, auth)
+    for i in range(10):
+        beats.send(a, out=f"line {i:02d} " + "x" * 21 + "\n")  # 30 bytes each
+    text = read(client, auth, "k").text
+    assert text == DROPPED.format(210) + "".join(
+        f"line {i:02d} " + "x" * 21 + "\n" for i in range(7, 10))
+    # more than the bound in one beat: its end is kept
+    beats.send(a, err="E" * 250)
+    assert read(client, auth, "k", stream="err").text == DROPPED.format(150) + "E" * 100
+    kept = db.session.execute(select(func.sum(CHUNKS.c.size))).scalar()
+    db.session.commit()
+    assert kept <= 100
+
+
+def test_the_per_board_bound_drops_the_boards_oldest_output(app, client):
+    app.config["LOG_MAX_PER_BOARD"] = 800
+    auth = make_board(client)
+    ids = claim(client, auth, ["a", "b", "c"])
+    beats = Beats(client, auth)
+    for round_ in range(3):
+        for key, a in ids.items():
+            beats.send(a, out=f"{key}{round_} " + "." * 96 + "\n")  # 100 bytes
+    # 900 bytes passed 800: the oldest were dropped down to 7/8 of the bound
+    counter = db.session.execute(select(BOARD_LOGS.c.n)).scalar_one()
+    kept = db.session.execute(select(func.sum(CHUNKS.c.size))).scalar_one()
+    db.session.commit()
+    assert counter == kept <= 700
+    assert read(client, auth, "a").text.startswith(DROPPED.format(100) + "a1 ")
+    assert read(client, auth, "c").text.startswith("c0 ")  # the newest kept whole
+
+
+def test_deleting_a_board_deletes_its_logs(client):
+    auth = make_board(client)
+    other = make_board(client, "other")
+    a = claim(client, auth, ["k"])["k"]
+    b = claim(client, other, ["k"], board="other")["k"]
+    Beats(client, auth).send(a, out="mine\n")
+    Beats(client, other, board="other").send(b, out="theirs\n")
+    assert client.delete("/api/v1/boards/logs", headers=auth).status_code == 200
+    for table in (CHUNKS, ATTEMPT_LOGS, BOARD_LOGS):
+        assert db.session.execute(select(func.count()).select_from(table)).scalar_one() == 1
+    db.session.commit()
+    assert read(client, other, "k", board="other").text == "theirs\n"
+
+
+def test_a_later_attempt_is_the_default_and_earlier_ones_stay(client):
+    auth = make_board(client)
+    a = claim(client, auth, ["k"])["k"]
+    Beats(client, auth).send(a, out="first try\n")
+    client.post("/api/v1/boards/logs/fail", headers=auth, json={"attempt_id": a, "error": "x"})
+    r = client.post("/api/v1/boards/logs/claim", json={"stage": 0, "worker": "w1"}, headers=auth)
+    b = r.json["jobs"][0]["attempt_id"]
+    Beats(client, auth).send(b, out="second try\n")
+    r = read(client, auth, "k")
+    assert r.text == "second try\n" and r.headers["X-Jobserver-Attempt"] == "2"
+    assert read(client, auth, "k", attempt=1).text == "first try\n"
+    assert read(client, auth, "k", attempt=1).headers["X-Jobserver-Attempt-Running"] == "false"
+    # a finished attempt followed: what it kept, then the end
+    assert read(client, auth, "k", attempt=1, follow=1).text == "first try\n"
