@@ -1,10 +1,12 @@
 """Live logs, the read side: an attempt's kept output as plain text, read
 in pages after a cursor, or followed until the attempt ends.
 
-A cursor is ``<last chunk id>`` or ``<id>.<stdout end>.<stderr end>``: the
-chunk last read and where each stream stood after it (the worker's byte
-count), so that a later read can tell output dropped in between (by the
-bounds, see lifecycle/logs.py) and say so in one line of the text:
+Chunks are read in the order they came (``pos``: where each starts among
+the attempt's output, both streams).  A cursor is
+``<pos>.<stdout end>.<stderr end>``: where the reader stopped, and where
+each stream stood there (the worker's byte count), so that a later read
+can tell output dropped in between (by the bounds, see lifecycle/logs.py)
+and say so in one line of the text:
 ``[jobserver: 12,345 earlier bytes of this log were dropped]``.
 """
 from __future__ import annotations
@@ -31,20 +33,20 @@ CURSOR = re.compile(r"^(\d{1,18})(?:\.(\d{1,18})\.(\d{1,18}))?$")
 
 @dataclass
 class Cursor:
-    id: int = 0
+    pos: int = 0
     ends: dict[str, int] = field(default_factory=dict)  # stream -> bytes seen up to
 
     @classmethod
     def parse(cls, text: str | None) -> "Cursor":
         m = CURSOR.match(text or "0")
         if m is None:
-            raise ValueError("after: a cursor is <id> or <id>.<out>.<err> (digits), as the "
+            raise ValueError("after: a cursor is <pos>.<out>.<err> (digits), as the "
                              "X-Jobserver-Log-Cursor header gives it")
         ends = {} if m.group(2) is None else {"out": int(m.group(2)), "err": int(m.group(3))}
         return cls(int(m.group(1)), ends)
 
     def __str__(self) -> str:
-        return f"{self.id}.{self.ends.get('out', 0)}.{self.ends.get('err', 0)}"
+        return f"{self.pos}.{self.ends.get('out', 0)}.{self.ends.get('err', 0)}"
 
 
 @dataclass(frozen=True)
@@ -104,13 +106,13 @@ def read_page(conn: Connection, attempt_id: int, streams: tuple[str, ...], after
                          .where(ATTEMPT_LOGS.c.attempt_id == attempt_id)).first()
     ends = dict(after.ends)
     parts: list[str] = []
-    size, last, more, gap = 0, after.id, False, 0
+    size, last, more, gap = 0, after.pos, False, 0
     while not more:
         rows = conn.execute(
-            select(CHUNKS.c.id, CHUNKS.c.stream, CHUNKS.c.offset, CHUNKS.c.size, CHUNKS.c.text)
-            .where(CHUNKS.c.attempt_id == attempt_id, CHUNKS.c.id > last,
+            select(CHUNKS.c.pos, CHUNKS.c.stream, CHUNKS.c.offset, CHUNKS.c.size, CHUNKS.c.text)
+            .where(CHUNKS.c.attempt_id == attempt_id, CHUNKS.c.pos >= last,
                    CHUNKS.c.stream.in_(streams))
-            .order_by(CHUNKS.c.id).limit(PAGE_ROWS)).all()
+            .order_by(CHUNKS.c.pos).limit(PAGE_ROWS)).all()
         for r in rows:
             if parts and size + r.size > max_bytes:
                 more = True
@@ -122,7 +124,7 @@ def read_page(conn: Connection, attempt_id: int, streams: tuple[str, ...], after
             parts.append(r.text)
             size += r.size
             ends[r.stream] = r.offset + r.size
-            last = r.id
+            last = r.pos + r.size
         if len(rows) < PAGE_ROWS:
             break
     if not more and state is not None:  # dropped with nothing kept after it

@@ -315,16 +315,16 @@ class Throughput(db.Model):
 
 
 class LogChunk(db.Model):
-    """A piece of one attempt's stdout ('out') or stderr ('err') as one
+    """A piece of one attempt's stdout ('out') or stderr ('err') as a
     heartbeat brought it.  ``offset``: where it starts in its stream (the
     worker's count: a gap before it is output dropped on the way);
-    ``pos``: where it starts among the attempt's kept chunks of both
-    streams (the per-attempt bound drops by it)."""
+    ``pos``: where it starts among the output of both streams the server
+    received for the attempt, in the order it came (readers read by it,
+    the per-attempt bound drops by it)."""
 
     __tablename__ = "log_chunks"
     __table_args__ = (
-        Index("ix_log_chunks_attempt", "attempt_id", "id"),
-        Index("ix_log_chunks_attempt_pos", "attempt_id", "pos"),
+        Index("ix_log_chunks_attempt", "attempt_id", "pos"),  # read in order
         Index("ix_log_chunks_board", "board_id", "id"),  # the board's oldest first
         Index("ix_log_chunks_job", "job_id"),
     )

@@ -50,8 +50,10 @@ MAX_RUNNING = {"type": "integer", "minimum": 0, "maximum": INT32_MAX,
 MAX_NOTES = 1000  # notes in one heartbeat
 MAX_NOTE = 4000  # characters of one note's text
 NOTE_TEXT = {"type": "string", "maxLength": MAX_NOTE}
-MAX_LOG_CHUNK = 1 << 20  # characters of one stream's output in one heartbeat
-LOG_CHUNK = {"type": "object", "required": ["offset", "text"], "properties": {
+MAX_LOG_CHUNK = 1 << 20  # characters of one piece of output in one heartbeat
+MAX_LOG_PIECES = 1000  # pieces of one attempt's output in one heartbeat
+LOG_CHUNK = {"type": "object", "required": ["stream", "offset", "text"], "properties": {
+    "stream": {"type": "string", "enum": ["out", "err"], "description": "stdout or stderr"},
     "offset": {"type": "integer", "minimum": 0, "maximum": INT64_MAX,
                "description": "where the text starts in its stream: bytes of UTF-8 the "
                               "attempt printed there before it"},
@@ -170,10 +172,10 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
                            "description": "attempt id -> what the job wrote as @event=[name:"
                                           "message], @log=[message], @var=[name:value] lines"}),
         "chunks": nullable({"type": "object", "maxProperties": MAX_BATCH,
-                            "additionalProperties": obj({"out": LOG_CHUNK, "err": LOG_CHUNK}),
-                            "description": "attempt id -> what it printed on stdout ('out') "
-                                           "and stderr ('err') since the last heartbeat "
-                                           "(live logs; other keys are ignored)"}),
+                            "additionalProperties": array(LOG_CHUNK, MAX_LOG_PIECES),
+                            "description": "attempt id -> what it printed on stdout and "
+                                           "stderr since the last heartbeat, in the order it "
+                                           "came (live logs; other keys are ignored)"}),
         "resources": nullable({"type": "object"}), "stopped": nullable(BOOL)}, ["worker"]),
 }
 

@@ -1,10 +1,10 @@
 """Live logs: the chunks of output running jobs send with their workers'
 heartbeats, kept per attempt within two bounds.
 
-A worker sends, per running attempt and stream ('out', 'err'), the output
-printed since its last acknowledged heartbeat: ``{"offset": n, "text": s}``,
-``offset`` being where ``s`` starts in the stream (bytes of UTF-8, the
-worker's count).  A retried heartbeat repeats a chunk the server has kept
+A worker sends, per running attempt, the output printed since its last
+acknowledged heartbeat, in the order it came: ``[{"stream": "out"|"err",
+"offset": n, "text": s}, ...]``, ``offset`` being where ``s`` starts in its
+stream (bytes of UTF-8, the worker's count).  A retried heartbeat repeats a chunk the server has kept
 already: the part before the stream's end is skipped.  A gap before
 ``offset`` is output the worker dropped on the way (a reader sees a marker).
 
@@ -24,7 +24,7 @@ board delete removes chunks after their attempts (as their cascade does).
 from __future__ import annotations
 
 import logging
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from flask import current_app
 from sqlalchemy import Connection, bindparam, delete, select, update
@@ -64,7 +64,7 @@ def limits() -> tuple[int, int]:
 
 
 def keep_chunks(conn: Connection, board_id: int, worker: str, found: Mapping[int, Any],
-                chunks: Mapping[int, Mapping[str, Mapping[str, Any]]] | None,
+                chunks: Mapping[int, Sequence[Mapping[str, Any]]] | None,
                 now: float) -> int:
     """Keep the output chunks of the open attempts ``found`` that this
     worker holds (others' are ignored), trimming to the bounds.  Returns
@@ -83,9 +83,9 @@ def keep_chunks(conn: Connection, board_id: int, worker: str, found: Mapping[int
         st = states.get(a)
         ends = {"out": st.out_end if st else 0, "err": st.err_end if st else 0}
         pos = st.pos if st else 0
-        for stream in STREAMS:
-            piece = chunks[a].get(stream)
-            if not piece or not piece.get("text"):
+        for piece in chunks[a]:
+            stream = piece["stream"]
+            if stream not in ends or not piece["text"]:
                 continue
             offset = int(piece["offset"])
             data = clean(piece["text"]).encode("utf-8")

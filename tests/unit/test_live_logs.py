@@ -35,13 +35,13 @@ class Beats:
         self.ends: dict[tuple[int, str], int] = {}
 
     def send(self, attempt: int, out: str = "", err: str = "", offsets=None):
-        chunks = {}
+        chunks = []
         for stream, text in (("out", out), ("err", err)):
             if text:
                 at = self.ends.get((attempt, stream), 0)
                 if offsets and stream in offsets:
                     at = offsets[stream]
-                chunks[stream] = {"offset": at, "text": text}
+                chunks.append({"stream": stream, "offset": at, "text": text})
                 self.ends[(attempt, stream)] = at + len(text.encode())
         r = self.client.post(f"/api/v1/boards/{self.board}/heartbeat", headers=self.auth,
                              json={"worker": self.worker, "running": [attempt],
@@ -178,3 +178,19 @@ def test_a_later_attempt_is_the_default_and_earlier_ones_stay(client):
     assert read(client, auth, "k", attempt=1).headers["X-Jobserver-Attempt-Running"] == "false"
     # a finished attempt followed: what it kept, then the end
     assert read(client, auth, "k", attempt=1, follow=1).text == "first try\n"
+
+
+def test_stdout_and_stderr_read_in_the_order_they_came(client):
+    auth = make_board(client)
+    a = claim(client, auth, ["k"])["k"]
+    r = client.post("/api/v1/boards/logs/heartbeat", headers=auth, json={
+        "worker": "w1", "running": [a], "chunks": {str(a): [
+            {"stream": "out", "offset": 0, "text": "compute\n"},
+            {"stream": "err", "offset": 0, "text": "warning\n"},
+            {"stream": "out", "offset": 8, "text": "done\n"}]}})
+    assert r.status_code == 200
+    assert read(client, auth, "k").text == "compute\nwarning\ndone\n"
+    too_many = [{"stream": "out", "offset": i, "text": "x"} for i in range(1001)]
+    r = client.post("/api/v1/boards/logs/heartbeat", headers=auth, json={
+        "worker": "w1", "running": [a], "chunks": {str(a): too_many}})
+    assert r.status_code == 400 and "chunks" in r.json["message"]

@@ -34,8 +34,7 @@ def upgrade():
         sa.ForeignKeyConstraint(['attempt_id'], ['attempts.id'], ondelete='CASCADE'),
         sa.PrimaryKeyConstraint('id'),
     )
-    op.create_index('ix_log_chunks_attempt', 'log_chunks', ['attempt_id', 'id'])
-    op.create_index('ix_log_chunks_attempt_pos', 'log_chunks', ['attempt_id', 'pos'])
+    op.create_index('ix_log_chunks_attempt', 'log_chunks', ['attempt_id', 'pos'])
     op.create_index('ix_log_chunks_board', 'log_chunks', ['board_id', 'id'])
     op.create_index('ix_log_chunks_job', 'log_chunks', ['job_id'])
     op.create_table(
@@ -65,7 +64,6 @@ def downgrade():
     op.drop_table('board_logs')
     op.drop_index('ix_attempt_logs_job', table_name='attempt_logs')
     op.drop_table('attempt_logs')
-    for name in ('ix_log_chunks_job', 'ix_log_chunks_board', 'ix_log_chunks_attempt_pos',
-                 'ix_log_chunks_attempt'):
+    for name in ('ix_log_chunks_job', 'ix_log_chunks_board', 'ix_log_chunks_attempt'):
         op.drop_index(name, table_name='log_chunks')
     op.drop_table('log_chunks')
