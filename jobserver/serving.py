@@ -74,7 +74,11 @@ def serve_eventlet(app: Any, host: str, port: int, **kwargs: Any) -> None:
     except OSError as exc:
         raise SystemExit(f"cannot listen on {host}:{port}: {exc.strerror or exc} "
                          "(is another server running there?)") from None
-    eventlet.wsgi.server(listener, app, log_output=False, **kwargs)
+    # minimum_chunk_size 0: each piece a streamed answer yields (a followed
+    # live log) goes out at once, as under Werkzeug and mod_wsgi; eventlet
+    # would hold pieces until 4 KB had gathered (a whole answer is one
+    # piece anyway)
+    eventlet.wsgi.server(listener, app, log_output=False, minimum_chunk_size=0, **kwargs)
 
 
 LISTEN_QUEUE = 4096  # connections waiting to be accepted (the kernel caps it: somaxconn)

@@ -194,3 +194,25 @@ def test_stdout_and_stderr_read_in_the_order_they_came(client):
     r = client.post("/api/v1/boards/logs/heartbeat", headers=auth, json={
         "worker": "w1", "running": [a], "chunks": {str(a): too_many}})
     assert r.status_code == 400 and "chunks" in r.json["message"]
+
+
+def test_follow_keeps_the_connection_alive_and_ends_with_the_attempt(client, monkeypatch):
+    from jobserver import joblogs
+
+    monkeypatch.setattr(joblogs, "POLL", 0.05)
+    monkeypatch.setattr(joblogs, "KEEPALIVE", 0.2)
+    auth = make_board(client)
+    a = claim(client, auth, ["k"])["k"]
+    beats = Beats(client, auth)
+    beats.send(a, out="hello\n")
+    r = client.get("/api/v1/boards/logs/logs/k?follow=1", headers=auth, buffered=False)
+    assert r.headers["X-Accel-Buffering"] == "no"
+    pieces = iter(r.response)
+    assert next(pieces) == b"hello\n"
+    assert next(pieces) == b"\0"  # a silence: the keep-alive
+    beats.send(a, out="bye\n")
+    assert next(pieces) == b"bye\n"
+    client.post("/api/v1/boards/logs/advance", headers=auth, json={"attempts": [
+        {"attempt_id": a}]})
+    assert list(pieces) == []  # the attempt ended: so does the answer
+    r.close()
