@@ -107,6 +107,14 @@ def read_page(conn: Connection, attempt_id: int, streams: tuple[str, ...], after
     ends = dict(after.ends)
     parts: list[str] = []
     size, last, more, gap = 0, after.pos, False, 0
+    if not ends and not after.pos:  # a first read: all dropped before, in one line
+        for s in streams:
+            first = conn.execute(select(CHUNKS.c.offset).where(
+                CHUNKS.c.attempt_id == attempt_id, CHUNKS.c.stream == s)
+                .order_by(CHUNKS.c.pos).limit(1)).scalar()
+            if first is not None:
+                gap += first
+                ends[s] = first
     while not more:
         rows = conn.execute(
             select(CHUNKS.c.pos, CHUNKS.c.stream, CHUNKS.c.offset, CHUNKS.c.size, CHUNKS.c.text)

@@ -9,7 +9,8 @@ already: the part before the stream's end is skipped.  A gap before
 ``offset`` is output the worker dropped on the way (a reader sees a marker).
 
 Bounds (LOG_MAX_PER_JOB per attempt, LOG_MAX_PER_BOARD per board, in bytes)
-drop the oldest chunks: an attempt's by position (``pos``, no counting),
+drop the oldest output: an attempt's by position (``pos``, no counting; a
+chunk across the cut loses its start, up to a line's start if it has one),
 a board's from a kept counter (``board_logs.n``), checked on every
 heartbeat that brings output and trimmed to 7/8 of the bound when passed,
 so a board at its bound does not trim on every heartbeat.
@@ -126,11 +127,7 @@ def keep_chunks(conn: Connection, board_id: int, worker: str, found: Mapping[int
     kept = conn.execute(add_to_counters(BOARD_LOGS, ["board_id"], conn.dialect.name)
                         .returning(BOARD_LOGS.c.n), {"board_id": board_id, "n": added}
                         ).scalar_one()
-    freed = 0
-    for a, cut in trims:  # every chunk starting before the attempt's last bytes
-        freed += sum(conn.execute(delete(CHUNKS).where(CHUNKS.c.attempt_id == a,
-                                                       CHUNKS.c.pos < cut)
-                                  .returning(CHUNKS.c.size)).scalars())
+    freed = sum(_trim_attempt(conn, a, cut) for a, cut in trims)
     if kept - freed > per_board:
         freed += _trim_board(conn, board_id, kept - freed, int(per_board * LOW_WATER))
     if freed:
@@ -144,6 +141,30 @@ _UPDATE_STATE = (
     .values(out_end=bindparam("new_out_end"), err_end=bindparam("new_err_end"),
             pos=bindparam("new_pos"))
 )
+
+
+def _trim_attempt(conn: Connection, attempt_id: int, cut: int) -> int:
+    """Drop the attempt's output before position ``cut``: the chunks that
+    end there, and the start of the one that straddles it.  Returns the
+    bytes dropped."""
+    freed = sum(conn.execute(delete(CHUNKS).where(
+        CHUNKS.c.attempt_id == attempt_id, CHUNKS.c.pos < cut,
+        CHUNKS.c.pos + CHUNKS.c.size <= cut).returning(CHUNKS.c.size)).scalars())
+    part = conn.execute(select(CHUNKS.c.id, CHUNKS.c.pos, CHUNKS.c.text)
+                        .where(CHUNKS.c.attempt_id == attempt_id, CHUNKS.c.pos < cut)
+                        .order_by(CHUNKS.c.pos).limit(1)).first()
+    if part is not None:
+        data = part.text.encode("utf-8")
+        k = data.find(b"\n", cut - part.pos) + 1  # from a line's start, where there is one
+        k = k or char_start(data, cut - part.pos)
+        if k < len(data):
+            conn.execute(update(CHUNKS).where(CHUNKS.c.id == part.id).values(
+                text=data[k:].decode("utf-8"), pos=CHUNKS.c.pos + k,
+                offset=CHUNKS.c.offset + k, size=CHUNKS.c.size - k))
+        else:
+            conn.execute(delete(CHUNKS).where(CHUNKS.c.id == part.id))
+        freed += k
+    return freed
 
 
 def _trim_board(conn: Connection, board_id: int, kept: int, target: int) -> int:
