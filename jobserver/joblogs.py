@@ -189,7 +189,6 @@ def text_response(board_id: int, key: str, q: dict[str, Any], page_bytes: int) -
     from flask import Response
 
     from .extensions import db, socketio
-    from .queries import end_read
 
     try:
         after = Cursor.parse(q.get("after"))
@@ -202,7 +201,6 @@ def text_response(board_id: int, key: str, q: dict[str, Any], page_bytes: int) -
         attempt = find_attempt(conn, board_id, key, q.get("attempt"))
         page = None if q.get("follow") else read_page(conn, attempt.id, streams, after,
                                                       page_bytes)
-    end_read()
     headers = {"X-Jobserver-Attempt": str(attempt.number),
                "X-Jobserver-Attempts": str(attempt.total),
                "X-Jobserver-Attempt-Stage": str(attempt.stage),

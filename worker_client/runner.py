@@ -11,7 +11,9 @@ travel with the heartbeats as the job's notes (:mod:`.notes`); the last ones
 are sent before the job is reported, and on success the vars are the
 fields of its result.  The output's
 tail travels with the heartbeats while a job runs (so a page shows it live)
-and with the report at the end; ``output_dir`` keeps it all in files, ``tee``
+and with the report at the end, and so does all of it, in chunks: each
+heartbeat carries what was printed since the last one (live logs, see
+:meth:`.output.Capture.unsent`), the last one before the report the rest; ``output_dir`` keeps it all in files, ``tee``
 shows it on the terminal.  With nothing left to claim (and not
 ``continuous``), it waits a bounded time for jobs held by lost workers to
 come back before it exits; with ``idle_exit`` it keeps looking for work

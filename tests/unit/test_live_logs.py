@@ -217,3 +217,17 @@ def test_follow_keeps_the_connection_alive_and_ends_with_the_attempt(client, mon
         {"attempt_id": a}]})
     assert list(pieces) == []  # the attempt ended: so does the answer
     r.close()
+
+
+def test_the_pages_log_route_is_guarded_by_the_view_password(app, client):
+    auth = make_board(client)
+    a = claim(client, auth, ["k/1"])["k/1"]
+    Beats(client, auth).send(a, out="hello\n")
+    app.config["VIEW_PASSWORD"] = "secret"
+    assert client.get("/boards/logs/logs/k/1").status_code == 401
+    r = client.get("/boards/logs/logs/k/1", auth=("anyone", "secret"))
+    assert r.status_code == 200 and r.text == "hello\n"
+    assert r.headers["X-Jobserver-Attempt-Running"] == "true"
+    assert r.headers["X-Jobserver-Log-More"] == "false"
+    page = client.get("/boards/logs/jobs/k/1", auth=("anyone", "secret")).text
+    assert 'id="live-log"' in page and 'data-url="/boards/logs/logs/k/1"' in page
