@@ -28,6 +28,8 @@ POLL = 1.0  # seconds between two looks at a followed attempt
 KEEPALIVE = 15.0  # seconds of silence after which a follower gets a NUL byte
 KEEPALIVE_BYTE = b"\0"  # never in a log's text (NUL is kept as U+FFFD); terminals ignore it
 
+TAIL_ONLY = ("[jobserver: the worker of this attempt sent only the tail of its output "
+             "(an older jobworker): here it is]\n")
 CURSOR = re.compile(r"^(\d{1,18})(?:\.(\d{1,18})\.(\d{1,18}))?$")
 
 
@@ -135,6 +137,12 @@ def read_page(conn: Connection, attempt_id: int, streams: tuple[str, ...], after
             last = r.pos + r.size
         if len(rows) < PAGE_ROWS:
             break
+    if not parts and state is None and not running and not after.pos and not after.ends:
+        # an older worker sends only the tail of the output: its last one
+        tail = conn.execute(select(ATTEMPTS.c.log).where(ATTEMPTS.c.id == attempt_id)).scalar()
+        if tail:
+            parts = [TAIL_ONLY, tail, "" if tail.endswith("\n") else "\n"]
+            ends = {s: 0 for s in STREAMS}  # read on from here: nothing more
     if not more and state is not None:  # dropped with nothing kept after it
         reached = {"out": state.out_end, "err": state.err_end}
         gap = sum(max(reached[s] - ends.get(s, 0), 0) for s in streams)

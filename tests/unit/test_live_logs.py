@@ -6,6 +6,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from jobserver.extensions import db
+from jobserver.models import Job
 from jobserver.lifecycle.logs import ATTEMPT_LOGS, BOARD_LOGS, CHUNKS
 from tests.conftest import ADMIN
 
@@ -231,3 +232,44 @@ def test_the_pages_log_route_is_guarded_by_the_view_password(app, client):
     assert r.headers["X-Jobserver-Log-More"] == "false"
     page = client.get("/boards/logs/jobs/k/1", auth=("anyone", "secret")).text
     assert 'id="live-log"' in page and 'data-url="/boards/logs/logs/k/1"' in page
+
+
+def test_an_older_workers_attempt_shows_its_tail_once_it_ended(client):
+    auth = make_board(client)
+    a = claim(client, auth, ["old"])["old"]
+    client.post("/api/v1/boards/logs/heartbeat", headers=auth,
+                json={"worker": "w1", "running": [a], "logs": {str(a): "--- stdout ---\nhi\n"}})
+    assert read(client, auth, "old").text == ""  # while it runs: the job page shows the tail
+    client.post("/api/v1/boards/logs/advance", headers=auth,
+                json={"attempts": [{"attempt_id": a, "log": "--- stdout ---\nhi\nbye\n"}]})
+    r = read(client, auth, "old")
+    assert r.text == ("[jobserver: the worker of this attempt sent only the tail of its output "
+                      "(an older jobworker): here it is]\n--- stdout ---\nhi\nbye\n")
+    assert read(client, auth, "old", after=r.headers["X-Jobserver-Log-Cursor"]).text == ""
+
+
+def test_migration_0008_keeps_the_jobs_of_an_existing_database(tmp_path):
+    from jobserver import create_app
+    from jobserver.dialect import close_writer
+    from tests.conftest import sqlite_at_revision
+
+    path = tmp_path / "old.sqlite"
+    old = sqlite_at_revision(path, "0007")
+    old.executescript("""
+        INSERT INTO boards (id, name, created_at, auto_requeue, max_attempts)
+            VALUES (1, 'b', 0, 1, 3);
+        INSERT INTO jobs (id, board_id, key, payload, stage, entered_at, flagged, attempts, state)
+            VALUES (1, 1, 'a', 'null', 1, 0, 0, 1, 'active');
+        INSERT INTO attempts (id, job_id, board_id, stage, started_at, outcome, worker)
+            VALUES (7, 1, 1, 0, 0, 'running', 'w');
+    """)
+    old.commit()
+    old.close()
+    app = create_app({"DATABASE_URL": f"sqlite:///{path}", "SWEEP_MODE": "off"})  # migrates
+    with app.app_context():
+        assert db.session.execute(select(func.count()).select_from(
+            Job.__table__)).scalar_one() == 1
+        assert db.session.execute(select(func.count()).select_from(CHUNKS)).scalar_one() == 0
+        db.session.commit()
+        close_writer(db.engine)
+        db.engine.dispose()
