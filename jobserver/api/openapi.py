@@ -371,7 +371,7 @@ def _paths() -> dict[str, Any]:
     add("/boards/{name}/cancel", "post", "Cancel jobs (all, or the given keys)",
         _ok(obj({"cancelled": {"type": "integer"}})))
     add("/boards/{name}/heartbeat", "post", "A worker is alive: renews its leases, keeps "
-        "output tails; answers attempts it must stop",
+        "output tails and live logs; answers attempts it must stop",
         _ok(obj({"cancelled": array(ID), "lost": array(ID)})))
     allocation = obj({
         "id": TEXT, "pool": nullable(TEXT), "scheduler": nullable(TEXT),

@@ -273,3 +273,48 @@ def test_migration_0008_keeps_the_jobs_of_an_existing_database(tmp_path):
         db.session.commit()
         close_writer(db.engine)
         db.engine.dispose()
+
+
+def test_concurrent_heartbeats_past_both_bounds_keep_the_counter_exact(app):
+    """8 workers beat at once (threads: on PostgreSQL, real concurrent
+    transactions) while the board is past its bound: each heartbeat trims
+    under the board's counter row, so none waits on another's deletes."""
+    import threading
+
+    from jobserver import lifecycle
+
+    app.config.update(LOG_MAX_PER_JOB=600, LOG_MAX_PER_BOARD=3000)
+    b = lifecycle.create_board("busy", [0, 5, 0])
+    lifecycle.push(b.id, [lifecycle.NewJob(f"j{i}", "null", 0) for i in range(16)])
+    held = {w: [j.attempt_id for j in lifecycle.claim(b.id, 0, 2, worker=f"w{w}", lease=True)]
+            for w in range(8)}
+    errors = []
+
+    def beat(w: int) -> None:
+        with app.app_context():
+            try:
+                ends = {a: {"out": 0, "err": 0} for a in held[w]}
+                for n in range(25):
+                    chunks = {}
+                    for a in held[w]:
+                        stream = "out" if n % 3 else "err"
+                        text = f"w{w} a{a} beat {n:02d} ".ljust(59, ".") + "\n"
+                        chunks[a] = [{"stream": stream, "offset": ends[a][stream],
+                                      "text": text}]
+                        ends[a][stream] += len(text)
+                    lifecycle.heartbeat(b.id, f"w{w}", held[w], chunks=chunks)
+            except Exception as exc:  # noqa: BLE001 (reported below)
+                errors.append(exc)
+
+    threads = [threading.Thread(target=beat, args=(w,)) for w in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    counter = db.session.execute(select(BOARD_LOGS.c.n)).scalar_one()
+    per_attempt = db.session.execute(select(CHUNKS.c.attempt_id, func.sum(CHUNKS.c.size))
+                                     .group_by(CHUNKS.c.attempt_id)).all()
+    db.session.commit()
+    assert counter == sum(n for _, n in per_attempt) <= 3000
+    assert all(n <= 600 for _, n in per_attempt)
