@@ -13,8 +13,8 @@ fields of its result.  The output's
 tail travels with the heartbeats while a job runs (so a page shows it live)
 and with the report at the end, and so does all of it, in chunks: each
 heartbeat carries what was printed since the last one (live logs, see
-:meth:`.output.Capture.unsent`), the last one before the report the rest; ``output_dir`` keeps it all in files, ``tee``
-shows it on the terminal.  With nothing left to claim (and not
+:meth:`.output.Capture.unsent`), the last one before the report the rest;
+``output_dir`` keeps it all in files, ``tee`` shows it on the terminal.  With nothing left to claim (and not
 ``continuous``), it waits a bounded time for jobs held by lost workers to
 come back before it exits; with ``idle_exit`` it keeps looking for work
 (as ``continuous``) and leaves after that many seconds without any (a
@@ -474,7 +474,7 @@ class Runner:
         """A finished job's notes and output not sent yet, sent before it
         is reported (while its attempt is still open)."""
         with self._beat_lock:
-            for _ in range(100):  # 25 MB of output at most: the rest is left out
+            for _ in range(100):  # a few beats: at most LIVE_HELD bytes are held
                 chunks = self._unsent([r])
                 if not r.notes and not chunks:
                     return

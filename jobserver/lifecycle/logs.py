@@ -4,9 +4,10 @@ heartbeats, kept per attempt within two bounds.
 A worker sends, per running attempt, the output printed since its last
 acknowledged heartbeat, in the order it came: ``[{"stream": "out"|"err",
 "offset": n, "text": s}, ...]``, ``offset`` being where ``s`` starts in its
-stream (bytes of UTF-8, the worker's count).  A retried heartbeat repeats a chunk the server has kept
-already: the part before the stream's end is skipped.  A gap before
-``offset`` is output the worker dropped on the way (a reader sees a marker).
+stream (bytes of UTF-8, the worker's count).  A retried heartbeat repeats a
+chunk the server has kept already: the part before the stream's end is
+skipped.  A gap before ``offset`` is output the worker dropped on the way
+(a reader sees a marker).
 
 Bounds (LOG_MAX_PER_JOB per attempt, LOG_MAX_PER_BOARD per board, in bytes)
 drop the oldest output: an attempt's by position (``pos``, no counting; a
