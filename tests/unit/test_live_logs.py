@@ -318,3 +318,75 @@ def test_concurrent_heartbeats_past_both_bounds_keep_the_counter_exact(app):
     db.session.commit()
     assert counter == sum(n for _, n in per_attempt) <= 3000
     assert all(n <= 600 for _, n in per_attempt)
+
+
+# ------------------------------------------------------------ the worker side
+
+
+def test_the_capture_holds_both_streams_in_order_until_acknowledged():
+    from worker_client.output import Capture
+
+    c = Capture()
+    c.out.feed(b"a\n")
+    c.err.feed(b"caf\xc3")  # a character cut between two reads
+    c.err.feed(b"\xa9\n")
+    c.out.feed(b"b\x00\n")  # NUL: stored as U+FFFD, counted as such
+    sent = c.unsent()
+    assert sent == [{"stream": "out", "offset": 0, "text": "a\n"},
+                    {"stream": "err", "offset": 0, "text": "café\n"},
+                    {"stream": "out", "offset": 2, "text": "b\ufffd\n"}]
+    c.out.feed(b"c\n")  # printed while the heartbeat was on its way
+    c.acknowledge(sent)
+    assert c.unsent() == [{"stream": "out", "offset": 7, "text": "c\n"}]
+    assert c.unsent() == [{"stream": "out", "offset": 7, "text": "c\n"}]  # until acknowledged
+
+
+def test_the_capture_drops_the_oldest_past_its_bound_and_sends_in_slices(monkeypatch):
+    from worker_client import output
+
+    monkeypatch.setattr(output, "LIVE_HELD", 10)
+    c = output.Capture()
+    c.out.feed(b"0123456789abcdef")
+    assert c.unsent() == [{"stream": "out", "offset": 6, "text": "6789abcdef"}]
+    assert c.unsent(limit=4) == [{"stream": "out", "offset": 6, "text": "6789"}]
+    c.acknowledge(c.unsent(limit=4))
+    assert c.unsent() == [{"stream": "out", "offset": 10, "text": "abcdef"}]
+
+
+def test_heartbeats_carry_new_output_and_resend_what_a_failed_one_did_not():
+    from worker_client.client import Job
+    from worker_client.output import Capture
+    from worker_client.runner import Runner, RunOptions, _Running
+
+    class Source:
+        heartbeat_every = 1.0
+        live_logs = True
+
+        def __init__(self) -> None:
+            self.beats: list[dict] = []
+            self.down = False
+
+        def heartbeat(self, samples, logs, notes=None, chunks=None):
+            if self.down:
+                raise ConnectionError("server down")
+            self.beats.append(chunks)
+            return set()
+
+    source = Source()
+    runner = Runner(source, RunOptions(stage=0, command=["true"]), tty=False)  # type: ignore
+    r = _Running(Job("k", None, 0, attempt_id=5), capture=Capture())
+    runner.running[5] = r
+    r.capture.out.feed(b"one\n")
+    runner._heartbeat()
+    source.down = True
+    r.capture.out.feed(b"two\n")
+    runner._heartbeat()  # lost: kept for the next one
+    source.down = False
+    r.capture.err.feed(b"oops\n")
+    runner._heartbeat()
+    runner._heartbeat()  # nothing new: no chunks
+    assert source.beats == [
+        {5: [{"stream": "out", "offset": 0, "text": "one\n"}]},
+        {5: [{"stream": "out", "offset": 4, "text": "two\n"},
+             {"stream": "err", "offset": 0, "text": "oops\n"}]},
+        None]
