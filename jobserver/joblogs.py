@@ -19,8 +19,9 @@ from sqlalchemy import Connection, func, select
 from sqlalchemy.engine import Engine
 
 from .lifecycle import NotFound
-from .lifecycle.common import ATTEMPTS, JOBS
+from .lifecycle.common import ATTEMPTS, JOBS, STAGES
 from .lifecycle.logs import ATTEMPT_LOGS, CHUNKS, STREAMS
+from .models import JobState
 
 PAGE_ROWS = 1000  # chunks read per statement
 PAGE_BYTES = 512 << 10  # bytes of text a page answers at most (then "more")
@@ -51,6 +52,14 @@ class Cursor:
         return f"{self.pos}.{self.ends.get('out', 0)}.{self.ends.get('err', 0)}"
 
 
+class NotStarted(NotFound):
+    """The job has no attempt yet."""
+
+    def __init__(self, message: str, job_id: int) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+
+
 @dataclass(frozen=True)
 class AttemptRef:
     id: int
@@ -78,7 +87,7 @@ def find_attempt(conn: Connection, board_id: int, key: str,
     total = conn.execute(select(func.count()).select_from(ATTEMPTS)
                          .where(ATTEMPTS.c.job_id == job_id)).scalar_one()
     if total == 0:
-        raise NotFound(f"job {key!r} has not run yet: it has no attempt, and no log")
+        raise NotStarted(f"job {key!r} has not run yet: it has no attempt, and no log", job_id)
     if number is None:
         number = total
     if number > total:
@@ -166,7 +175,7 @@ def follow(engine: Engine, attempt_id: int, streams: tuple[str, ...], after: Cur
     ended and everything is read; a NUL byte after KEEPALIVE seconds of
     silence keeps proxies from cutting the connection.  Without
     ``until_end``, what is kept now and no more."""
-    cursor, quiet = after, 0.0
+    cursor, quiet, first = after, 0.0, True
     while True:
         with engine.connect() as conn:
             page = read_page(conn, attempt_id, streams, cursor)
@@ -174,9 +183,39 @@ def follow(engine: Engine, attempt_id: int, streams: tuple[str, ...], after: Cur
         if page.text:
             quiet = 0.0
             yield page.text.encode("utf-8")
+        elif first and until_end:
+            yield KEEPALIVE_BYTE  # the headers go out with the first byte: at once
+        first = False
         if page.more:
             continue
         if not page.running or not until_end:
+            return
+        sleep(POLL)
+        quiet += POLL
+        if quiet >= KEEPALIVE:
+            quiet = 0.0
+            yield KEEPALIVE_BYTE
+
+
+def start_then_follow(engine: Engine, job_id: int, streams: tuple[str, ...],
+                      sleep: Callable[[float], Any]) -> Iterator[bytes]:
+    """Wait for the job's first attempt (keeping the connection alive),
+    then follow it; the end if the job is done, failed, cancelled or gone
+    without one."""
+    yield KEEPALIVE_BYTE  # the headers go out with the first byte: at once
+    quiet = 0.0
+    while True:
+        with engine.connect() as conn:
+            job = conn.execute(select(JOBS.c.state, JOBS.c.stage, select(
+                func.max(STAGES.c.number)).where(STAGES.c.board_id == JOBS.c.board_id)
+                .scalar_subquery().label("last")).where(JOBS.c.id == job_id)).first()
+            first = conn.execute(select(ATTEMPTS.c.id).where(ATTEMPTS.c.job_id == job_id)
+                                 .order_by(ATTEMPTS.c.id).limit(1)).scalar()
+        if first is not None:
+            yield from follow(engine, first, streams, Cursor(), sleep)
+            return
+        if job is None or job.state in (JobState.FAILED.value, JobState.CANCELLED.value) \
+                or (job.last is not None and job.stage >= job.last):
             return
         sleep(POLL)
         quiet += POLL
@@ -206,7 +245,15 @@ def text_response(board_id: int, key: str, q: dict[str, Any], page_bytes: int) -
         raise BadRequest(str(exc)) from None
     streams = streams_of(q.get("stream") or "both")
     with db.engine.connect() as conn:
-        attempt = find_attempt(conn, board_id, key, q.get("attempt"))
+        try:
+            attempt = find_attempt(conn, board_id, key, q.get("attempt"))
+        except NotStarted as exc:  # followed: from its first attempt on
+            if not q.get("follow") or q.get("attempt") is not None:
+                raise
+            return Response(start_then_follow(db.engine, exc.job_id, streams, socketio.sleep),
+                            mimetype="text/plain",
+                            headers={"X-Jobserver-Attempts": "0", "Cache-Control": "no-store",
+                                     "X-Accel-Buffering": "no"})
         page = None if q.get("follow") else read_page(conn, attempt.id, streams, after,
                                                       page_bytes)
     headers = {"X-Jobserver-Attempt": str(attempt.number),

@@ -299,7 +299,8 @@ def job(obj: Ctx, key: str, as_json: bool, lines: int) -> None:
 @click.option("--stream", type=click.Choice(["both", "out", "err"]), default="both",
               show_default=True, help="stdout (out), stderr (err) or both.")
 @click.option("-f", "--follow", is_flag=True,
-              help="Keep printing the output as it comes, until the attempt ends.")
+              help="Keep printing the output as it comes, until the attempt ends (a job "
+                   "that has not started yet is waited for).")
 @click.pass_context
 @_fail_cleanly
 def logs(ctx: click.Context, key: str, attempt: int | None, stream: str, follow: bool) -> None:

@@ -260,11 +260,14 @@ class Client:
     def follow_log(self, key: str, attempt: int | None = None,
                    stream: str = "both") -> Iterator[str]:
         """The attempt's output as it comes, piece by piece, until the
-        attempt ends (what it printed so far first)."""
+        attempt ends (what it printed so far first).  A job that has not
+        run yet is waited for (its first attempt is followed)."""
         own = session(self.retry_for)  # this session's lock is not held for hours
         own.headers["Authorization"] = self._session.headers["Authorization"]
         try:
             resp = self._log_response(own, key, attempt, stream, follow=True)
+            if resp.headers.get("X-Jobserver-Attempts") == "0":
+                log.info("job %s has not started yet: waiting for its first attempt", key)
             decoder = codecs.getincrementaldecoder("utf-8")("replace")
             try:
                 for piece in resp.iter_content(chunk_size=None):

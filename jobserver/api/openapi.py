@@ -215,8 +215,10 @@ QUERIES: dict[tuple[str, str], list[dict[str, Any]]] = {
          "description": "stdout ('out'), stderr ('err') or both, in the order they came"},
         {"name": "follow", "in": "query", "required": False,
          "schema": {"type": "boolean", "default": False},
-         "description": "stream the output as it comes until the attempt ends; a NUL byte "
-                        "every 15 s of silence keeps proxies from closing the connection"},
+         "description": "stream the output as it comes until the attempt ends (a job not "
+                        "started yet is waited for); a NUL byte at once when there is "
+                        "nothing yet and after 15 s of silence keeps proxies from closing "
+                        "the connection"},
         {"name": "after", "in": "query", "required": False,
          "schema": {"type": "string", "pattern": r"^\d{1,18}(\.\d{1,18}\.\d{1,18})?$"},
          "description": "only what came after this cursor (the X-Jobserver-Log-Cursor "

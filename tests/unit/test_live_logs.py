@@ -390,3 +390,35 @@ def test_heartbeats_carry_new_output_and_resend_what_a_failed_one_did_not():
         {5: [{"stream": "out", "offset": 4, "text": "two\n"},
              {"stream": "err", "offset": 0, "text": "oops\n"}]},
         None]
+
+
+def test_following_a_job_that_has_not_started_waits_for_its_first_attempt(client,
+                                                                           monkeypatch):
+    from jobserver import joblogs
+
+    monkeypatch.setattr(joblogs, "POLL", 0.05)
+    monkeypatch.setattr(joblogs, "KEEPALIVE", 0.2)
+    auth = make_board(client)
+    client.post("/api/v1/boards/logs/jobs", json=[{"key": "later"}, {"key": "never"}],
+                headers=auth)
+    r = client.get("/api/v1/boards/logs/logs/later?follow=1", headers=auth, buffered=False)
+    assert r.status_code == 200 and r.headers["X-Jobserver-Attempts"] == "0"
+    pieces = iter(r.response)
+    assert next(pieces) == b"\0"  # at once: the headers go out with it
+    assert next(pieces) == b"\0"  # waiting, kept alive
+    r2 = client.post("/api/v1/boards/logs/claim", json={"stage": 0, "worker": "w1"},
+                     headers=auth)
+    a = r2.json["jobs"][0]["attempt_id"]
+    Beats(client, auth).send(a, out="started\n")
+    assert next(pieces) == b"started\n"
+    client.post("/api/v1/boards/logs/advance", headers=auth, json={"attempts": [
+        {"attempt_id": a}]})
+    assert list(pieces) == []
+    r.close()
+    # a job cancelled before it ran: the follower is told by the end of the answer
+    client.post("/api/v1/boards/logs/cancel", json={"keys": ["never"]}, headers=auth)
+    r = client.get("/api/v1/boards/logs/logs/never?follow=1", headers=auth)
+    assert r.status_code == 200 and r.text == "\0"
+    # without follow, or for a given attempt: 404 as before
+    assert read(client, auth, "never").status_code == 404
+    assert read(client, auth, "never", follow=1, attempt=1).status_code == 404
