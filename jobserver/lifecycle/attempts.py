@@ -340,7 +340,7 @@ def heartbeat(board_id: int, worker: str, running: Sequence[int] = (),
               stopped: bool = False, logs: dict[int, str] | None = None,
               notes: dict[int, list[dict[str, str]]] | None = None,
               allocation: str | None = None,
-              chunks: dict[int, dict[str, dict[str, Any]]] | None = None
+              chunks: dict[int, list[dict[str, Any]]] | None = None
               ) -> dict[str, list[int]]:
     """A worker says it is alive: its leased jobs' lifetimes start again now.
     Answers which of its ``running`` attempts it must stop: ``cancelled``
@@ -349,8 +349,9 @@ def heartbeat(board_id: int, worker: str, running: Sequence[int] = (),
     attempts, kept with them so that a page shows them while the job runs.
     ``notes``: what running jobs wrote as @event/@log/@var lines, kept as
     their jobs' events.  ``samples`` also go to the resource log, with the
-    ``allocation`` (batch job) the worker runs in.  ``chunks``: the output
-    running attempts printed since the last beat, per stream (live logs)."""
+    ``allocation`` (batch job) the worker runs in.  ``chunks``: what running
+    attempts printed since the last beat, both streams in the order it came
+    (live logs, lifecycle/logs.py)."""
     now = time.time()
     samples = samples or {}
     with write_transaction(_engine(), durable=False) as conn:
