@@ -313,6 +313,8 @@ class Throughput(db.Model):
 # What running jobs print, sent in chunks with their workers' heartbeats
 # (lifecycle/logs.py writes, joblogs.py reads).  Sizes are bytes of UTF-8.
 
+from sqlalchemy import Integer  # noqa: E402  (kept in this block: fewer merge conflicts)
+
 
 class LogChunk(db.Model):
     """A piece of one attempt's stdout ('out') or stderr ('err') as a
@@ -329,7 +331,10 @@ class LogChunk(db.Model):
         Index("ix_log_chunks_job", "job_id"),
     )
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    # 64 bits on PostgreSQL: a busy fleet adds chunks with every heartbeat
+    # (SQLite's rowid is 64 bits as INTEGER already, and only then autoincrements)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"),
+                                    primary_key=True)
     board_id: Mapped[int] = mapped_column(ForeignKey("boards.id", ondelete="CASCADE"))
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
     attempt_id: Mapped[int] = mapped_column(ForeignKey("attempts.id", ondelete="CASCADE"))

@@ -19,7 +19,9 @@ def upgrade():
     # dropped boards or jobs table would take their rows with it by cascade)
     op.create_table(
         'log_chunks',
-        sa.Column('id', sa.Integer(), nullable=False),
+        # 64 bits on PostgreSQL (chunks come with every heartbeat); SQLite's
+        # INTEGER PRIMARY KEY is its 64-bit rowid
+        sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
         sa.Column('board_id', sa.Integer(), nullable=False),
         sa.Column('job_id', sa.Integer(), nullable=False),
         sa.Column('attempt_id', sa.Integer(), nullable=False),
