@@ -67,6 +67,11 @@ DEFAULTS: dict[str, Any] = {
     # a proxy's read timeout should be above the first).
     "SSE_HEARTBEAT": 15.0,
     "SSE_MAX_SECONDS": 300.0,
+    # Live logs (what running jobs print, sent with the heartbeats): bytes
+    # kept per attempt and per board; past either, the oldest part is
+    # dropped and a reader sees a line saying how much.  0: keep none.
+    "LOG_MAX_PER_JOB": 1 << 20,
+    "LOG_MAX_PER_BOARD": 256 << 20,
 }
 
 ENV_PREFIX = "JOBSERVER_"

@@ -11,7 +11,8 @@ from typing import Any, Iterable, Iterator
 from flask import Blueprint, Response, abort, current_app, jsonify, render_template, request
 from werkzeug.exceptions import BadRequest
 
-from . import access, insights, lifecycle, pools, queries
+from . import access, insights, joblogs, lifecycle, pools, queries
+from .api.validate import query
 from .limits import MAX_PAGE, MAX_STAGE, parse_int
 
 bp = Blueprint("dashboard", __name__)
@@ -100,6 +101,15 @@ def event_stream(name: str):
     from .api.validate import query
 
     return stream(_board(name).id, query("/boards/{name}/events/stream"))
+
+
+@bp.get("/boards/<name>/logs/<path:key>")
+def job_log(name: str, key: str):
+    """A job's live log as text for the job page (which polls it with the
+    cursor of its last read), with the API route's parameters."""
+    board = _board(name)
+    q = query("/boards/{name}/logs/{key}")
+    return joblogs.text_response(board.id, key, q, joblogs.PAGE_BYTES)
 
 
 @bp.get("/boards/<name>/lifetimes")

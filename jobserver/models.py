@@ -9,7 +9,8 @@ from __future__ import annotations
 import enum
 from typing import Optional
 
-from sqlalchemy import BigInteger, Float, ForeignKey, Index, String, Text, UniqueConstraint, text
+from sqlalchemy import (BigInteger, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint,
+                        text)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .extensions import db
@@ -353,3 +354,65 @@ class Member(db.Model):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     role: Mapped[str] = mapped_column(String(20))
     created_at: Mapped[float] = mapped_column(Float)
+
+
+# ----------------------------------------------------------- live logs
+# What running jobs print, sent in chunks with their workers' heartbeats
+# (lifecycle/logs.py writes, joblogs.py reads).  Sizes are bytes of UTF-8.
+
+
+class LogChunk(db.Model):
+    """A piece of one attempt's stdout ('out') or stderr ('err') as a
+    heartbeat brought it.  ``offset``: where it starts in its stream (the
+    worker's count: a gap before it is output dropped on the way);
+    ``pos``: where it starts among the output of both streams the server
+    received for the attempt, in the order it came (readers read by it,
+    the per-attempt bound drops by it)."""
+
+    __tablename__ = "log_chunks"
+    __table_args__ = (
+        Index("ix_log_chunks_attempt", "attempt_id", "pos"),  # read in order
+        Index("ix_log_chunks_board", "board_id", "id"),  # the board's oldest first
+        Index("ix_log_chunks_job", "job_id"),
+    )
+
+    # 64 bits on PostgreSQL: a busy fleet adds chunks with every heartbeat
+    # (SQLite's rowid is 64 bits as INTEGER already, and only then autoincrements)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"),
+                                    primary_key=True)
+    board_id: Mapped[int] = mapped_column(ForeignKey("boards.id", ondelete="CASCADE"))
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    attempt_id: Mapped[int] = mapped_column(ForeignKey("attempts.id", ondelete="CASCADE"))
+    stream: Mapped[str] = mapped_column(String(3))  # 'out' or 'err'
+    at: Mapped[float] = mapped_column(Float)
+    offset: Mapped[int] = mapped_column(BigInteger)
+    pos: Mapped[int] = mapped_column(BigInteger)
+    size: Mapped[int] = mapped_column()
+    text: Mapped[str] = mapped_column(Text)
+
+
+class AttemptLog(db.Model):
+    """How much of an attempt's output the server has received: the end of
+    each stream (the worker's count) and of its kept chunks (``pos``)."""
+
+    __tablename__ = "attempt_logs"
+    __table_args__ = (Index("ix_attempt_logs_job", "job_id"),)
+
+    attempt_id: Mapped[int] = mapped_column(ForeignKey("attempts.id", ondelete="CASCADE"),
+                                            primary_key=True, autoincrement=False)
+    board_id: Mapped[int] = mapped_column(ForeignKey("boards.id", ondelete="CASCADE"))
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    out_end: Mapped[int] = mapped_column(BigInteger, default=0)
+    err_end: Mapped[int] = mapped_column(BigInteger, default=0)
+    pos: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class BoardLog(db.Model):
+    """Bytes of live log a board keeps (``n``, a kept counter: the bound
+    is checked without adding up the board's chunks)."""
+
+    __tablename__ = "board_logs"
+
+    board_id: Mapped[int] = mapped_column(ForeignKey("boards.id", ondelete="CASCADE"),
+                                          primary_key=True, autoincrement=False)
+    n: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -75,10 +75,10 @@ def serve_eventlet(app: Any, host: str, port: int, **kwargs: Any) -> None:
         raise SystemExit(f"cannot listen on {host}:{port}: {exc.strerror or exc} "
                          "(is another server running there?)") from None
     # minimum_chunk_size 0: every piece a streamed answer yields (an event
-    # stream's message, a followed log's lines) leaves at once; eventlet
-    # otherwise gathers 4 KB first (a per-request override in the environ
-    # does not reach it: Flask-SocketIO hands the app a copy).  Other
-    # answers are one piece anyway.
+    # stream's message, a followed live log's lines) leaves at once, as
+    # under Werkzeug and mod_wsgi; eventlet otherwise gathers 4 KB first (a
+    # per-request override in the environ does not reach it: Flask-SocketIO
+    # hands the app a copy).  Other answers are one piece anyway.
     eventlet.wsgi.server(listener, app, log_output=False, minimum_chunk_size=0, **kwargs)
 
 

@@ -1,5 +1,5 @@
 """`jobworker`: run commands for a board's jobs; pool (workers in batch
-allocations); push, submit, status, watch, job, resources, workers,
+allocations); push, submit, status, watch, job, logs, resources, workers,
 cancel, retry, priority; token (a board's tokens with a role), share.
 
 Every option has an environment fallback: JOBSERVER_URL, JOBSERVER_BOARD,
@@ -289,6 +289,35 @@ def job(obj: Ctx, key: str, as_json: bool, lines: int) -> None:
         return
     for line in job_lines(got, lines):
         click.echo(line)
+
+
+@main.command()
+@click.argument("key")
+@click.option("--attempt", type=click.IntRange(1), default=None, metavar="N",
+              help="The job's N-th attempt (1: its first, as the job page numbers them) "
+                   "[default: its latest].")
+@click.option("--stream", type=click.Choice(["both", "out", "err"]), default="both",
+              show_default=True, help="stdout (out), stderr (err) or both.")
+@click.option("-f", "--follow", is_flag=True,
+              help="Keep printing the output as it comes, until the attempt ends (a job "
+                   "that has not started yet is waited for).")
+@click.pass_context
+@_fail_cleanly
+def logs(ctx: click.Context, key: str, attempt: int | None, stream: str, follow: bool) -> None:
+    """What job KEY printed (its live log): the output its worker sends with
+    every heartbeat while it runs, kept per attempt.  Past the server's
+    bounds the oldest part is dropped, and a line says how much.
+    Ctrl-C stops following."""
+    client = ctx.obj.client()
+    if not follow:
+        click.echo(client.log(key, attempt, stream), nl=False)
+        return
+    try:
+        for text in client.follow_log(key, attempt, stream):
+            click.echo(text, nl=False)
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        ctx.exit(130)  # as a shell counts an interrupted command, without a traceback
 
 
 @main.command()

@@ -7,6 +7,7 @@ types passes a few seconds); a 4xx answer raises :class:`ApiError` at once.
 """
 from __future__ import annotations
 
+import codecs
 import gzip
 import json
 import logging
@@ -298,6 +299,66 @@ class Client:
         "runtime_s"}."""
         return self._request("GET", f"/jobs/{quote(key, safe='')}/resources")["samples"]
 
+    # ----------------------------------------------------------- live logs
+
+    def log(self, key: str, attempt: int | None = None, stream: str = "both") -> str:
+        """What an attempt of the job printed, as the server keeps it
+        (default: its latest attempt; ``stream`` "out", "err" or "both").
+        Output dropped by the server's bounds shows as one line saying so."""
+        resp = self._log_response(self._session, key, attempt, stream, follow=False)
+        return resp.content.decode("utf-8", errors="replace")
+
+    def follow_log(self, key: str, attempt: int | None = None,
+                   stream: str = "both") -> Iterator[str]:
+        """The attempt's output as it comes, piece by piece, until the
+        attempt ends (what it printed so far first).  A job that has not
+        run yet is waited for (its first attempt is followed)."""
+        own = session(self.retry_for)  # this session's lock is not held for hours
+        own.headers["Authorization"] = self._session.headers["Authorization"]
+        try:
+            resp = self._log_response(own, key, attempt, stream, follow=True)
+            if resp.headers.get("X-Jobserver-Attempts") == "0":
+                log.info("job %s has not started yet: waiting for its first attempt", key)
+            decoder = codecs.getincrementaldecoder("utf-8")("replace")
+            try:
+                for piece in resp.iter_content(chunk_size=None):
+                    text = decoder.decode(piece.replace(b"\0", b""))  # NUL: keep-alive
+                    if text:
+                        yield text
+            except requests.RequestException as exc:
+                raise unreachable(self.url, exc, self.retry_for) from None
+            finally:
+                resp.close()
+        finally:
+            own.close()
+
+    def _log_response(self, via: requests.Session, key: str, attempt: int | None,
+                      stream: str, follow: bool) -> requests.Response:
+        url = f"{self.url}/api/v1/boards/{self.board}/logs/{quote(key, safe='')}"
+        params: dict[str, Any] = {"stream": stream}
+        if attempt is not None:
+            params["attempt"] = attempt
+        if follow:
+            params["follow"] = "1"
+        lock = self._lock if via is self._session else threading.Lock()
+        try:
+            with lock:
+                resp = via.get(url, params=params, stream=follow,
+                               timeout=(self.connect_timeout, self.timeout))
+        except requests.RequestException as exc:
+            raise unreachable(self.url, exc, self.retry_for) from None
+        if resp.status_code >= 500:
+            raise kept_failing(self.url, resp.status_code, self.retry_for)
+        if resp.status_code >= 400:
+            body = _json_or_none(resp)
+            if body is None or "message" not in body:
+                raise ApiError(resp.status_code, resp.reason or "error",
+                               f"GET {url} answered {resp.status_code} without a jobserver "
+                               f"error: is {self.url} a jobserver?", url=url)
+            raise ApiError(resp.status_code, body.get("error", resp.reason), body["message"],
+                           body.get("details"), url=url)
+        return resp
+
     # --------------------------------------------------------------- pools
 
     def report_allocation(self, allocation: str, state: str, **fields: Any) -> dict[str, Any]:
@@ -400,6 +461,7 @@ class Client:
                   resources: dict[str, Any] | None = None,
                   logs: dict[int, str] | None = None,
                   notes: dict[int, list[dict[str, str]]] | None = None,
+                  chunks: dict[int, dict[str, Any]] | None = None,
                   ) -> dict[str, list[int]]:
         """Renew the leases of the jobs this client holds; answers which of
         them to stop (``cancelled``, ``lost``).  ``logs``: the output tail of
@@ -407,7 +469,10 @@ class Client:
         ``notes``: attempt id -> [{"kind": "event", "name", "message"} |
         {"kind": "log", "message"} | {"kind": "var", "name", "value"}],
         kept as the job's events (at most 1,000 a beat, strings of at most
-        4,000 characters: see :mod:`.notes`)."""
+        4,000 characters: see :mod:`.notes`).  ``chunks``: attempt id ->
+        {"out": {"offset", "text"}, "err": ...}, what running attempts printed
+        since the last beat (live logs; ``offset``: bytes of UTF-8 before
+        ``text`` in its stream; a repeated part is skipped by the server)."""
         body: dict[str, Any] = {"worker": self.worker, "host": socket.gethostname(),
                                 "pid": os.getpid(), "running": list(self._running)}
         if self.allocation:
@@ -418,6 +483,8 @@ class Client:
             body["logs"] = {str(k): v[-LOG_TAIL:] for k, v in logs.items()}
         if notes:
             body["notes"] = {str(k): v for k, v in notes.items() if v}
+        if chunks:
+            body["chunks"] = {str(k): v for k, v in chunks.items() if v}
         if resources:
             body["resources"] = resources
         return self._request("POST", "/heartbeat", json_body=body)

@@ -4,7 +4,9 @@ notes its lines carry (``@event=[...]``, ``@log=[...]``, ``@var=[...]``:
 see :mod:`.notes`)."""
 from __future__ import annotations
 
+import codecs
 import collections
+import functools
 import hashlib
 import re
 import threading
@@ -15,6 +17,8 @@ from .notes import Notes
 
 TAIL = 16_000  # bytes of each stream kept; characters of the tail sent
 MAX_LINE = 65_536  # bytes of a line without newline held before it is handed on anyway
+LIVE_HELD = 1 << 20  # bytes of an attempt's output held for the server at most (then the oldest go)
+LIVE_PER_BEAT = 256 << 10  # bytes of an attempt's output sent in one heartbeat at most
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -36,7 +40,8 @@ class Stream:
     optionally writes everything to a file and hands whole lines to ``tee``."""
 
     def __init__(self, file: Path | None = None,
-                 tee: Callable[[str], None] | None = None) -> None:
+                 tee: Callable[[str], None] | None = None,
+                 live: Callable[[str], None] | None = None) -> None:
         self._chunks: collections.deque[bytes] = collections.deque()
         self._size = 0
         self._lock = threading.Lock()
@@ -44,6 +49,8 @@ class Stream:
         self._tee = tee
         self._partial = b""
         self.version = 0  # grows with every chunk: tells a changed tail
+        self._live = live  # gets the output decoded, in order (live logs)
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
 
     def pump(self, pipe: Any) -> None:
         """Read the pipe to its end (in a thread of its own), then close it."""
@@ -61,6 +68,8 @@ class Stream:
             while self._size > TAIL and len(self._chunks) > 1:
                 self._size -= len(self._chunks.popleft())
             self.version += 1
+            if self._live is not None:
+                self._live(self._decoder.decode(chunk))
         if self._file is not None:
             self._file.write(chunk)
         if self._tee is not None:
@@ -73,6 +82,9 @@ class Stream:
                 self._tee(line.decode("utf-8", errors="replace").rstrip("\r"))
 
     def close(self) -> None:
+        if self._live is not None:
+            with self._lock:  # a character cut at the very end: U+FFFD
+                self._live(self._decoder.decode(b"", final=True))
         if self._tee is not None and self._partial:
             self._tee(self._partial.decode("utf-8", errors="replace"))
             self._partial = b""
@@ -86,27 +98,107 @@ class Stream:
         return data[-TAIL:].decode("utf-8", errors="replace")
 
 
+class _Piece:
+    """Output of one stream not acknowledged by the server yet."""
+
+    __slots__ = ("stream", "offset", "data")
+
+    def __init__(self, stream: str, offset: int, data: bytes) -> None:
+        self.stream, self.offset, self.data = stream, offset, bytearray(data)
+
+
 class Capture:
     """Both pipes of one attempt; ``notes``, if given, collects the notes
-    of both."""
+    of both.
+
+    It also holds the output the server has not acknowledged yet (live
+    logs), both streams in the order it was read: decoded as UTF-8 (an
+    invalid byte is U+FFFD, as is a NUL, which no database stores) and
+    counted in bytes of that text, the offsets the server sees; at most
+    LIVE_HELD bytes (past it the oldest are dropped: the server sees a gap
+    and says so)."""
 
     def __init__(self, out_dir: Path | None = None, stem: str = "",
                  tee: Callable[[str, str], None] | None = None,
                  notes: Notes | None = None) -> None:
         self.notes = notes
 
-        def one(name: str, suffix: str) -> Stream:
+        def line_handler(name: str) -> Callable[[str], None] | None:
             def each_line(line: str) -> None:
                 if tee is not None:
                     tee(name, line)
                 if notes is not None:
                     notes.feed(line)
 
-            return Stream(out_dir / f"{stem}.{suffix}" if out_dir else None,
-                          each_line if tee is not None or notes is not None else None)
+            return each_line if tee is not None or notes is not None else None
 
-        self.out = one("stdout", "out")
-        self.err = one("stderr", "err")
+        self._live_lock = threading.Lock()
+        self._pieces: collections.deque[_Piece] = collections.deque()
+        self._held = 0
+        self._ends = {"out": 0, "err": 0}  # bytes of each stream so far
+        self.out = Stream(out_dir / f"{stem}.out" if out_dir else None,
+                          line_handler("stdout"), functools.partial(self._hold, "out"))
+        self.err = Stream(out_dir / f"{stem}.err" if out_dir else None,
+                          line_handler("stderr"), functools.partial(self._hold, "err"))
+
+    def _hold(self, stream: str, text: str) -> None:
+        if not text:
+            return
+        data = text.replace("\x00", "\ufffd").encode("utf-8")
+        with self._live_lock:
+            last = self._pieces[-1] if self._pieces else None
+            if last is not None and last.stream == stream:
+                last.data += data
+            else:
+                self._pieces.append(_Piece(stream, self._ends[stream], data))
+            self._ends[stream] += len(data)
+            self._held += len(data)
+            while self._held > LIVE_HELD:  # the oldest go
+                first = self._pieces[0]
+                over = self._held - LIVE_HELD
+                if over >= len(first.data):
+                    self._pieces.popleft()
+                    self._held -= len(first.data)
+                    continue
+                cut = _char_start(first.data, over)
+                del first.data[:cut]
+                first.offset += cut
+                self._held -= cut
+
+    def unsent(self, limit: int = LIVE_PER_BEAT) -> list[dict[str, Any]]:
+        """What a heartbeat carries of this attempt's output: the oldest
+        not acknowledged, in order, at most ``limit`` bytes (whole
+        characters): ``[{"stream": "out"|"err", "offset", "text"}]``."""
+        out: list[dict[str, Any]] = []
+        with self._live_lock:
+            room = limit
+            for p in self._pieces:
+                if room <= 0:
+                    break
+                end = len(p.data) if len(p.data) <= room else _char_start(p.data, room)
+                if end == 0:
+                    break
+                out.append({"stream": p.stream, "offset": p.offset,
+                            "text": p.data[:end].decode("utf-8")})
+                room -= end
+        return out
+
+    def acknowledge(self, sent: list[dict[str, Any]]) -> None:
+        """The server has kept what ``unsent`` gave (and the heartbeat
+        carried): it is not held any more."""
+        with self._live_lock:
+            for item in sent:
+                end = item["offset"] + len(item["text"].encode("utf-8"))
+                while self._pieces and self._pieces[0].stream == item["stream"] \
+                        and self._pieces[0].offset < end:
+                    first = self._pieces[0]
+                    cut = min(end - first.offset, len(first.data))
+                    del first.data[:cut]
+                    first.offset += cut
+                    self._held -= cut
+                    if first.data:
+                        break
+                    self._pieces.popleft()
 
     @property
     def version(self) -> int:
@@ -122,6 +214,13 @@ class Capture:
             out = out[len(out) - (limit - 40 - keep_err):] if limit - 40 - keep_err else ""
         return ((f"--- stdout ---\n{out}" if out else "")
                 + (f"--- stderr ---\n{err}" if err else ""))
+
+
+def _char_start(data: bytearray, i: int) -> int:
+    """The first index >= i that starts a UTF-8 character (or len)."""
+    while i < len(data) and 0x80 <= data[i] < 0xC0:
+        i += 1
+    return i
 
 
 def _new_file(path: Path) -> IO[bytes]:

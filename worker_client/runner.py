@@ -11,8 +11,10 @@ travel with the heartbeats as the job's notes (:mod:`.notes`); the last ones
 are sent before the job is reported, and on success the vars are the
 fields of its result.  The output's
 tail travels with the heartbeats while a job runs (so a page shows it live)
-and with the report at the end; ``output_dir`` keeps it all in files, ``tee``
-shows it on the terminal.  With nothing left to claim (and not
+and with the report at the end, and so does all of it, in chunks: each
+heartbeat carries what was printed since the last one (live logs, see
+:meth:`.output.Capture.unsent`), the last one before the report the rest;
+``output_dir`` keeps it all in files, ``tee`` shows it on the terminal.  With nothing left to claim (and not
 ``continuous``), it waits a bounded time for jobs held by lost workers to
 come back before it exits; with ``idle_exit`` it keeps looking for work
 (as ``continuous``) and leaves after that many seconds without any (a
@@ -425,8 +427,11 @@ class Runner:
             if room and r.notes:
                 notes[r.job.attempt_id] = got = r.notes.take(room)
                 room -= len(got)
+        chunks = self._unsent(running)
         try:
-            if notes:
+            if chunks:
+                stop = self.source.heartbeat(samples, logs, notes, chunks=chunks)
+            elif notes:
                 stop = self.source.heartbeat(samples, logs, notes)
             else:  # sources of other kinds (and tests') may not know notes
                 stop = self.source.heartbeat(samples, logs)
@@ -438,6 +443,7 @@ class Runner:
             return
         for r, version in versions.values():
             r.sent = version
+        self._acknowledge(running, chunks)
         for attempt_id in stop:
             r = self.running.get(attempt_id)
             if r is not None and r.proc is not None:
@@ -445,17 +451,45 @@ class Runner:
                 r.cancelled = True
                 _terminate(r.proc)
 
+    def _unsent(self, running: list[_Running]) -> dict[int, dict[str, Any]]:
+        """The output of running jobs the server has not kept yet (live
+        logs), if the source carries it."""
+        if not getattr(self.source, "live_logs", False):
+            return {}
+        chunks = {}
+        for r in running:
+            if r.capture is not None:
+                got = r.capture.unsent()
+                if got:
+                    chunks[r.job.attempt_id] = got
+        return chunks
+
+    @staticmethod
+    def _acknowledge(running: list[_Running], chunks: dict[int, dict[str, Any]]) -> None:
+        for r in running:
+            if r.capture is not None and r.job.attempt_id in chunks:
+                r.capture.acknowledge(chunks[r.job.attempt_id])
+
     def _send_notes(self, r: _Running) -> None:
-        """A finished job's notes not sent yet, sent before it is reported
-        (while its attempt is still open)."""
+        """A finished job's notes and output not sent yet, sent before it
+        is reported (while its attempt is still open)."""
         with self._beat_lock:
-            while r.notes:
+            for _ in range(100):  # a few beats: at most LIVE_HELD bytes are held
+                chunks = self._unsent([r])
+                if not r.notes and not chunks:
+                    return
                 notes = r.notes.take(PER_BEAT)
                 try:
-                    self.source.heartbeat({}, {}, {r.job.attempt_id: notes})
+                    if chunks:
+                        self.source.heartbeat({}, {}, {r.job.attempt_id: notes} if notes
+                                              else {}, chunks=chunks)
+                    else:
+                        self.source.heartbeat({}, {}, {r.job.attempt_id: notes})
                 except Exception as exc:
-                    log.warning("job %s: %d notes not recorded: %s", r.job.key, len(notes), exc)
+                    log.warning("job %s: %d notes and its last output not recorded: %s",
+                                r.job.key, len(notes), exc)
                     return
+                self._acknowledge([r], chunks)
 
     def _kill_all(self) -> None:
         with self._lock:

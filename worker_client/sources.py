@@ -92,10 +92,13 @@ class ApiSource:
     def release(self, jobs: list[Job]) -> None:
         self.client.release(jobs)
 
+    live_logs = True  # heartbeats carry the output since the last one (runner._unsent)
+
     def heartbeat(self, samples: dict[int, dict[str, Any]], logs: dict[int, str],
-                  notes: dict[int, list[dict[str, str]]] | None = None) -> set[int]:
+                  notes: dict[int, list[dict[str, str]]] | None = None,
+                  chunks: dict[int, dict[str, Any]] | None = None) -> set[int]:
         answer = self.client.heartbeat(samples=samples, resources=host_sample(), logs=logs,
-                                       notes=notes)
+                                       notes=notes, chunks=chunks)
         return set(answer["cancelled"]) | set(answer["lost"])
 
     def goodbye(self) -> None:

@@ -11,7 +11,7 @@ from flask import Blueprint
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
-from . import accounts, boards, events, jobs, workers  # noqa: E402,F401  (routes)
+from . import accounts, boards, events, jobs, logs, workers  # noqa: E402,F401  (routes)
 from .openapi import document  # noqa: E402
 
 

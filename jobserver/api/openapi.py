@@ -50,6 +50,14 @@ MAX_RUNNING = {"type": "integer", "minimum": 0, "maximum": INT32_MAX,
 MAX_NOTES = 1000  # notes in one heartbeat
 MAX_NOTE = 4000  # characters of one note's text
 NOTE_TEXT = {"type": "string", "maxLength": MAX_NOTE}
+MAX_LOG_CHUNK = 1 << 20  # characters of one piece of output in one heartbeat
+MAX_LOG_PIECES = 1000  # pieces of one attempt's output in one heartbeat
+LOG_CHUNK = {"type": "object", "required": ["stream", "offset", "text"], "properties": {
+    "stream": {"type": "string", "enum": ["out", "err"], "description": "stdout or stderr"},
+    "offset": {"type": "integer", "minimum": 0, "maximum": INT64_MAX,
+               "description": "where the text starts in its stream: bytes of UTF-8 the "
+                              "attempt printed there before it"},
+    "text": {"type": "string", "maxLength": MAX_LOG_CHUNK}}}
 
 
 def obj(props: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
@@ -185,6 +193,11 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
                            "maxProperties": MAX_NOTES,
                            "description": "attempt id -> what the job wrote as @event=[name:"
                                           "message], @log=[message], @var=[name:value] lines"}),
+        "chunks": nullable({"type": "object", "maxProperties": MAX_BATCH,
+                            "additionalProperties": array(LOG_CHUNK, MAX_LOG_PIECES),
+                            "description": "attempt id -> what it printed on stdout and "
+                                           "stderr since the last heartbeat, in the order it "
+                                           "came (live logs; other keys are ignored)"}),
         "resources": nullable({"type": "object"}), "stopped": nullable(BOOL)}, ["worker"]),
 }
 
@@ -237,9 +250,34 @@ QUERIES: dict[tuple[str, str], list[dict[str, Any]]] = {
          "description": "as for /events; the Last-Event-ID header, when sent, wins"},
         {"name": "types", "in": "query", "required": False, "schema": EVENT_TYPES},
         {"name": "key", "in": "query", "required": False, "schema": TEXT}],
+    ("/boards/{name}/logs/{key}", "get"): [
+        {"name": "attempt", "in": "query", "required": False,
+         "schema": {"type": "integer", "minimum": 1, "maximum": INT32_MAX},
+         "description": "which attempt of the job, 1 for its first (the job page's #) "
+                        "[default: the latest]"},
+        {"name": "stream", "in": "query", "required": False,
+         "schema": {"type": "string", "enum": ["both", "out", "err"], "default": "both"},
+         "description": "stdout ('out'), stderr ('err') or both, in the order they came"},
+        {"name": "follow", "in": "query", "required": False,
+         "schema": {"type": "boolean", "default": False},
+         "description": "stream the output as it comes until the attempt ends (a job not "
+                        "started yet is waited for); a NUL byte at once when there is "
+                        "nothing yet and after 15 s of silence keeps proxies from closing "
+                        "the connection"},
+        {"name": "after", "in": "query", "required": False,
+         "schema": {"type": "string", "pattern": r"^\d{1,18}(\.\d{1,18}\.\d{1,18})?$"},
+         "description": "only what came after this cursor (the X-Jobserver-Log-Cursor "
+                        "header of an earlier read)"}],
 }
 
 # --------------------------------------------------------------- answers
+
+LOG_HEADERS = [
+    ("X-Jobserver-Attempt", {"type": "integer"}, "the attempt shown (1 = the job's first)"),
+    ("X-Jobserver-Attempts", {"type": "integer"}, "the job's attempts so far"),
+    ("X-Jobserver-Attempt-Running", BOOL, "whether it was running (not with follow)"),
+    ("X-Jobserver-Log-Cursor", TEXT, "read on from here with ?after= (not with follow)"),
+    ("X-Jobserver-Log-More", BOOL, "true: more was kept than one answer carries")]
 
 JOB = obj({"key": TEXT, "stage": STAGE, "state": {"type": "string", "enum": STATES},
            "attempts": {"type": "integer", "description": "spent at the current stage"},
@@ -396,7 +434,7 @@ def _paths() -> dict[str, Any]:
     add("/boards/{name}/cancel", "post", "Cancel jobs (all, or the given keys)",
         _ok(obj({"cancelled": {"type": "integer"}})))
     add("/boards/{name}/heartbeat", "post", "A worker is alive: renews its leases, keeps "
-        "output tails; answers attempts it must stop",
+        "output tails and live logs; answers attempts it must stop",
         _ok(obj({"cancelled": array(ID), "lost": array(ID)})))
     allocation = obj({
         "id": TEXT, "pool": nullable(TEXT), "scheduler": nullable(TEXT),
@@ -420,6 +458,14 @@ def _paths() -> dict[str, Any]:
             "attempt_id": ID, "stage": STAGE, "at": NUM, "host": nullable(TEXT),
             "allocation": nullable(TEXT), "cpu_percent": nullable(NUM),
             "rss_bytes": nullable({"type": "integer"}), "runtime_s": nullable(NUM)}))})),
+        params=[{"name": "key", "in": "path", "required": True, "schema": TEXT}])
+    add("/boards/{name}/logs/{key}", "get", "A job's live log: what an attempt printed "
+        "(kept while it runs, the oldest part dropped past the board's bounds, with a line "
+        "saying so), as plain text; follow=1 streams it until the attempt ends",
+        {"200": {"description": "the attempt's output as UTF-8 text",
+                 "content": {"text/plain": {"schema": {"type": "string"}}},
+                 "headers": {name: {"schema": schema, "description": text} for name, schema,
+                             text in LOG_HEADERS}}},
         params=[{"name": "key", "in": "path", "required": True, "schema": TEXT}])
     add("/boards/{name}/workers", "get", "The board's workers: alive or lost, last seen, "
         "last resources", _ok(obj({"workers": array(_ref("Worker"))})))

@@ -39,7 +39,7 @@ def heartbeat(name: str):
         _by_attempt(data.get("samples"), dict), host=data.get("host"), pid=data.get("pid"),
         resources=data.get("resources"), stopped=bool(data.get("stopped")),
         logs=_by_attempt(data.get("logs"), str), notes=_notes(data.get("notes")),
-        allocation=data.get("allocation"))
+        allocation=data.get("allocation"), chunks=_by_attempt(data.get("chunks"), list))
     return jsonify(answer)
 
 

@@ -22,6 +22,7 @@ from .common import (ACTIVE, ATTEMPTS, BOARDS, JOBS, STAGES, WORKERS, _LAST_STAG
 from . import deps
 from .counters import Tally
 from .jobs import DOWNSTREAM, touch_worker
+from .logs import keep_chunks
 from .pools import record_samples
 
 MAX_ERROR = 4000  # characters of error text kept
@@ -346,7 +347,9 @@ def heartbeat(board_id: int, worker: str, running: Sequence[int] = (),
               pid: int | None = None, resources: dict[str, Any] | None = None,
               stopped: bool = False, logs: dict[int, str] | None = None,
               notes: dict[int, list[dict[str, str]]] | None = None,
-              allocation: str | None = None) -> dict[str, list[int]]:
+              allocation: str | None = None,
+              chunks: dict[int, list[dict[str, Any]]] | None = None
+              ) -> dict[str, list[int]]:
     """A worker says it is alive: its leased jobs' lifetimes start again now.
     Answers which of its ``running`` attempts it must stop: ``cancelled``
     (the job was cancelled) and ``lost`` (the attempt ended without it,
@@ -354,14 +357,17 @@ def heartbeat(board_id: int, worker: str, running: Sequence[int] = (),
     attempts, kept with them so that a page shows them while the job runs.
     ``notes``: what running jobs wrote as @event/@log/@var lines, kept as
     their jobs' events.  ``samples`` also go to the resource log, with the
-    ``allocation`` (batch job) the worker runs in."""
+    ``allocation`` (batch job) the worker runs in.  ``chunks``: what running
+    attempts printed since the last beat, both streams in the order it came
+    (live logs, lifecycle/logs.py)."""
     now = time.time()
     samples = samples or {}
     with write_transaction(_engine(), durable=False) as conn:
         # jobs, then attempts, then the worker's row: the order the sweep
         # locks them in (a heartbeat and a sweep must not wait on each other)
         conn.execute(_KEEP_ALIVE, {"b": board_id, "w": worker, "now": now})
-        asked = set(running) | set(logs or ()) | set(notes or ()) | set(samples)
+        asked = (set(running) | set(logs or ()) | set(notes or ()) | set(samples)
+                 | set(chunks or ()))
         found = _open_attempts(conn, board_id, asked) if asked else {}
         touch_worker(conn, board_id, worker, now, host=host, pid=pid,
                      resources=json.dumps(resources) if resources else None,
@@ -384,5 +390,6 @@ def heartbeat(board_id: int, worker: str, running: Sequence[int] = (),
                          [{"attempt": a, "sample": json.dumps(s)} for a, s in samples.items()])
             record_samples(conn, samples, {a: allocation or found[a].allocation
                                            for a in samples}, now)
+        keep_chunks(conn, board_id, worker, found, chunks, now)  # last: see logs.py
     return {"cancelled": [a for a in running if a in found and found[a].state != ACTIVE],
             "lost": [a for a in running if a not in found]}

@@ -309,6 +309,7 @@ def delete_board(board_id: int) -> int:
     from ..extensions import socketio
     from .common import ALLOCATIONS, ATTEMPTS, DEPS, EVENTS, JOBS, SAMPLES, WORKERS
     from .counters import COUNTS, THROUGHPUT, Tally
+    from . import logs
 
     deleted = 0
     chunk = (select(JOBS.c.id).where(JOBS.c.board_id == board_id).order_by(JOBS.c.id)
@@ -323,6 +324,7 @@ def delete_board(board_id: int) -> int:
             conn.execute(delete(SAMPLES).where(SAMPLES.c.attempt_id.in_(
                 select(ATTEMPTS.c.id).where(ATTEMPTS.c.job_id.in_(ids)))))
             conn.execute(delete(ATTEMPTS).where(ATTEMPTS.c.job_id.in_(ids)))
+            logs.delete_jobs_logs(conn, ids)  # after their attempts (see logs.py)
             conn.execute(delete(EVENTS).where(EVENTS.c.job_id.in_(ids)))
             conn.execute(delete(DEPS).where(DEPS.c.job_id.in_(ids)))
             conn.execute(delete(DEPS).where(DEPS.c.upstream_id.in_(ids)))
@@ -336,7 +338,7 @@ def delete_board(board_id: int) -> int:
         socketio.sleep(0)
     with write_transaction(_engine()) as conn:
         for table in (ATTEMPTS, EVENTS, WORKERS, TOKENS, MEMBERS, STAGES, COUNTS, THROUGHPUT,
-                      ALLOCATIONS):
+                      ALLOCATIONS, logs.CHUNKS, logs.ATTEMPT_LOGS, logs.BOARD_LOGS):
             conn.execute(delete(table).where(table.c.board_id == board_id))
         conn.execute(delete(BOARDS).where(BOARDS.c.id == board_id))
     current_app.extensions.get("jobserver_boards", {}).clear()
