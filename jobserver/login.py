@@ -2,6 +2,8 @@
 checked by werkzeug.security), logout, and share links (/s/<token>)."""
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from flask import Blueprint, Response, redirect, render_template, request, session, url_for
 from werkzeug.exceptions import BadRequest, NotFound
 
@@ -22,9 +24,15 @@ def _who() -> dict[str, object]:
 
 
 def _next() -> str:
-    """Where to go after logging in: a path of this site only."""
+    """Where to go after logging in: a path of this site only (no control
+    character or space, which browsers drop: "/\t/evil.com" is "//evil.com"
+    to them; no scheme, no host)."""
     target = (request.values.get("next") or "/")[:2000]
-    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+    if (not target.startswith("/") or target.startswith("//") or "\\" in target
+            or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in target)):
+        return "/"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
         return "/"
     return target
 

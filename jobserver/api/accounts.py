@@ -10,7 +10,7 @@ from werkzeug.exceptions import BadRequest, NotFound
 from .. import lifecycle
 from ..roles import requires
 from . import bp
-from .auth import board_for_request, require_admin
+from .auth import board_for_request, current_grant, is_admin, require_admin
 from .openapi import MAX_TOKEN_LIFETIME
 from .validate import body_object, check_body
 
@@ -88,13 +88,24 @@ def _expiry(data: dict) -> float | None:
     return None
 
 
+def _within_callers(expires_at: float | None) -> float | None:
+    """A token made with an expiring token expires with it, at the latest:
+    a week's owner token cannot mint a permanent one."""
+    if is_admin():
+        return expires_at
+    limit = getattr(current_grant(), "expires_at", None)
+    if limit is None:
+        return expires_at
+    return limit if expires_at is None else min(expires_at, limit)
+
+
 @bp.post("/boards/<name>/tokens")
 @requires("tokens")
 def create_token(name: str):
     """A new token for the board with a role (and an expiry, if given)."""
     board = board_for_request(name)
     data = check_body(body_object(), "/boards/{name}/tokens")
-    expires_at = _expiry(data)
+    expires_at = _within_callers(_expiry(data))
     token = lifecycle.issue_token(board.id, data.get("name", "api"), data["role"], expires_at)
     return _created(id=lifecycle.token_id_of(board.id, token), token=token, role=data["role"],
                     name=data.get("name", "api"), expires_at=expires_at)
@@ -122,7 +133,7 @@ def create_share_link(name: str):
     (revoke it as any token: DELETE .../tokens/<id>)."""
     board = board_for_request(name)
     data = check_body(body_object() if request.get_data() else {}, "/boards/{name}/share")
-    expires_at = _expiry(data)
+    expires_at = _within_callers(_expiry(data))
     token = lifecycle.issue_token(board.id, data.get("name", "share link"), "viewer",
                                   expires_at)
     return _created(id=lifecycle.token_id_of(board.id, token), token=token,

@@ -138,8 +138,12 @@ def test_login_checks_the_password_and_a_new_password_ends_sessions(app, boards)
     assert r.status_code == 401 and "Wrong user name or password" in html(r)
     assert login(c, "nobody", "x").status_code == 401
     assert login(c, "bob", "x" * 5000).status_code == 400  # bounded
-    r = login(c, "bob", "bob-pw", next_="//evil.example/")
-    assert r.status_code == 303 and r.headers["Location"] == "/"  # no open redirect
+    for evil in ("//evil.example/", "/\t/evil.example", "/\n/x", "https://evil.example/",
+                 "/\\evil.example"):
+        r = login(c, "bob", "bob-pw", next_=evil)
+        assert r.status_code == 303 and r.headers["Location"] == "/", evil  # no open redirect
+    r = login(c, "bob", "bob-pw", next_="/boards/beta?page=2")
+    assert r.headers["Location"] == "/boards/beta?page=2"
     assert c.get("/boards/beta").status_code == 200
     assert c.get("/boards/alpha").status_code == 403
     lifecycle.set_password(lifecycle.user_by_name("bob").id, "new-pw")

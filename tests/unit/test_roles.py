@@ -162,6 +162,15 @@ def test_expired_and_revoked_tokens_are_401(client):
         "id": tid, "revoked": True}
     r = client.get("/api/v1/boards/sims", headers=viewer)
     assert r.status_code == 401 and "revoked" in r.json["message"]
+    # an expiring owner token makes tokens that expire with it, at the latest
+    brief = client.post("/api/v1/boards/sims/tokens", headers=owner,
+                        json={"role": "owner", "expires_in": 3600}).json
+    made = client.post("/api/v1/boards/sims/tokens", json={"role": "owner"},
+                       headers={"Authorization": f"Bearer {brief['token']}"}).json
+    assert made["expires_at"] == brief["expires_at"]
+    share = client.post("/api/v1/boards/sims/share", json={"expires_in": 7200},
+                        headers={"Authorization": f"Bearer {brief['token']}"}).json
+    assert share["expires_at"] == brief["expires_at"]
     listed = client.get("/api/v1/boards/sims/tokens", headers=owner).json["tokens"]
     assert {x["role"] for x in listed} == {"owner", "submitter", "worker", "viewer"}
     assert all("token" not in x and "digest" not in x for x in listed)
