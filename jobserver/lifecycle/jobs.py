@@ -456,7 +456,7 @@ def update_job(board_id: int, key: str, stage: int, filename: str | None = None,
     return before.id
 
 
-_TOUCH_WORKER = Hot(
+_TOUCH = (
     update(WORKERS)
     .where(WORKERS.c.board_id == bindparam("b"), WORKERS.c.name == bindparam("w"))
     .values(last_seen=bindparam("now"), state=WorkerState.ALIVE.value,
@@ -465,20 +465,30 @@ _TOUCH_WORKER = Hot(
             pid=func.coalesce(bindparam("new_pid"), WORKERS.c.pid),
             resources=func.coalesce(bindparam("new_resources"), WORKERS.c.resources))
 )
+# a worker known alive (nearly every claim and heartbeat); else one back
+# from lost or stopped (its event), else a new one
+_TOUCH_ALIVE = Hot(_TOUCH.where(WORKERS.c.state == literal_column(
+    f"'{WorkerState.ALIVE.value}'")))
+_TOUCH_WORKER = Hot(_TOUCH)
 
 
 def touch_worker(conn: Connection, board_id: int, name: str, now: float,
                  host: str | None = None, pid: int | None = None,
                  resources: str | None = None, allocation: str | None = None) -> None:
-    """Record that a worker is alive now (created on first sight)."""
-    n = _TOUCH_WORKER.run(conn, {"b": board_id, "w": name, "now": now, "new_host": host,
-                                 "new_pid": pid, "new_resources": resources,
-                                 "new_allocation": allocation})
-    if not n:
-        added = conn.execute(insert_ignore(WORKERS, ["board_id", "name"], _dialect()).values(
-            board_id=board_id, name=name, first_seen=now, last_seen=now,
-            state=WorkerState.ALIVE.value, host=host, pid=pid, resources=resources,
-            allocation=allocation)).rowcount
-        if added:
-            conn.execute(_NEW_EVENT, _event(board_id, EventKind.WORKER_ALIVE, now, detail={
-                "worker": name, "host": host, "pid": pid, "allocation": allocation}))
+    """Record that a worker is alive now (created on first sight; its
+    coming, or coming back after it was lost or stopped, is an event)."""
+    params = {"b": board_id, "w": name, "now": now, "new_host": host, "new_pid": pid,
+              "new_resources": resources, "new_allocation": allocation}
+    if _TOUCH_ALIVE.run(conn, params):
+        return
+    back = _TOUCH_WORKER.run(conn, params)
+    if not back and not conn.execute(insert_ignore(WORKERS, ["board_id", "name"], _dialect())
+                                     .values(board_id=board_id, name=name, first_seen=now,
+                                             last_seen=now, state=WorkerState.ALIVE.value,
+                                             host=host, pid=pid, resources=resources,
+                                             allocation=allocation)).rowcount:
+        return  # another request of the same worker added it meanwhile
+    detail = {"worker": name, "host": host, "pid": pid, "allocation": allocation}
+    if back:
+        detail["back"] = True
+    conn.execute(_NEW_EVENT, _event(board_id, EventKind.WORKER_ALIVE, now, detail=detail))

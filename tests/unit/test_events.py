@@ -107,6 +107,11 @@ def test_the_classic_protocol_and_the_sweep_write_their_events(app, client):
                          ("done", "x"), ("released", "y")]
     assert ("worker-alive", None) in kinds and ("worker-lost", None) in kinds
     assert ("requeued", "y") in kinds
+    lifecycle.claim(board.id, 0, worker="w9", lease=True)  # the lost worker is back
+    settle()
+    alive = [e["detail"] for e in events.read(board.id, kinds=["worker-alive"]).events]
+    assert [d.get("back", False) for d in alive] == [False, True]
+    assert all(d["worker"] == "w9" for d in alive)
 
 
 def test_filtered_followers_move_past_what_they_skip(client, board):
