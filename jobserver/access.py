@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Callable
 
 from flask import Response, current_app, render_template, request, session
 from werkzeug.exceptions import Forbidden
@@ -178,3 +178,15 @@ def same_origin_writes() -> None:
         host = ""
     if origin == "null" or host != request.host.lower():
         raise Forbidden(f"a write from a page of another site ({origin[:100]}) is refused")
+
+
+def still_sees(app: Any, headers: dict[str, str], board_id: int) -> Callable[[], bool]:
+    """A check that the viewer of this request (its password, login or
+    share cookie, from ``headers``) still sees the board: asked again while
+    a page's stream runs, so that a revoked share link or a removed member
+    stops it."""
+    def check() -> bool:
+        with app.test_request_context(headers=headers):
+            v = viewer()
+            return v is not None and v.sees(board_id)
+    return check

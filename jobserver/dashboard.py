@@ -100,7 +100,10 @@ def event_stream(name: str):
     from .api.events import event_stream as stream
     from .api.validate import query
 
-    return stream(_board(name).id, query("/boards/{name}/events/stream"))
+    board = _board(name)
+    headers = {k: v for k, v in request.headers.items() if k in ("Authorization", "Cookie")}
+    return stream(board.id, query("/boards/{name}/events/stream"),
+                  access.still_sees(current_app._get_current_object(), headers, board.id))
 
 
 @bp.get("/boards/<name>/logs/<path:key>")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from flask import Flask, current_app
 
@@ -22,6 +22,7 @@ from .lifecycle.events import Cursor, Page
 POLL = 1.0  # seconds between two looks of a waiting follower, at most
 GAP = 0.25  # ... and at least: a burst of commits is one look, not one per commit
 RETRY_MS = 2000  # what an EventSource waits before it reconnects
+RECHECK = 2.0  # seconds between two checks that a stream's reader may still read
 
 
 class Bells:
@@ -87,31 +88,36 @@ def wait_for(board_id: int, after: Cursor | None, kinds: Sequence[str] = (),
 
 
 def sse(app: Flask, board_id: int, after: Cursor | None, kinds: Sequence[str] = (),
-        job_id: int | None = None) -> Iterator[str]:
+        job_id: int | None = None, allowed: Callable[[], bool] | None = None
+        ) -> Iterator[str]:
     """The event stream: one SSE message per event (``id`` the cursor,
     ``data`` the event as JSON), a keep-alive comment every SSE_HEARTBEAT
     seconds (carrying the cursor as ``id``, so that a filtered stream
     resumes past what it skipped), until SSE_MAX_SECONDS (the client
-    reconnects with Last-Event-ID).  It runs in an app context of its own:
+    reconnects with Last-Event-ID) or until ``allowed`` says the client may
+    no longer read the board (asked every RECHECK seconds; the client's
+    reconnection is then refused).  It runs in an app context of its own:
     the request's is gone while the answer streams."""
     yield f"retry: {RETRY_MS}\n\n"
     with app.app_context():
         heartbeat = float(app.config["SSE_HEARTBEAT"])
         ends = time.monotonic() + float(app.config["SSE_MAX_SECONDS"])
         cursor = sent = after
+        quiet_since = time.monotonic()
         while True:
             left = ends - time.monotonic()
-            if left <= 0:
+            if left <= 0 or (allowed is not None and not allowed()):
                 return
             page = wait_for(board_id, cursor, kinds, job_id, limit=500,
-                            wait=min(heartbeat, left))
+                            wait=min(RECHECK, heartbeat, left))
+            cursor = page.next_cursor
             if page.events:
                 yield "".join(frame(e) for e in page.events)
-            elif page.next_cursor != sent:
-                yield f": keep-alive\nid: {page.next_cursor}\n\n"
+            elif time.monotonic() - quiet_since >= heartbeat:
+                yield ": keep-alive\n\n" if cursor == sent else f": keep-alive\nid: {cursor}\n\n"
             else:
-                yield ": keep-alive\n\n"
-            cursor = sent = page.next_cursor
+                continue
+            quiet_since, sent = time.monotonic(), cursor
 
 
 def frame(e: dict[str, Any]) -> str:

@@ -181,3 +181,22 @@ def require_admin() -> UserRef | None:
     if isinstance(grant, UserRef) and grant.admin:
         return grant
     raise Forbidden("this needs the server's admin token or an admin user's key")
+
+
+def still_may(token: str, board: BoardRef, action: str) -> bool:
+    """Whether ``token`` may still do ``action`` on the board: asked again
+    while a stream it opened runs (a revoked or expired token, a removed
+    member, ends it).  Needs no request."""
+    admin = current_app.config.get("ADMIN_TOKEN") or ""
+    if admin and hmac.compare_digest(token.encode(), admin.encode()):
+        return True
+    grant = cached_grant(token)
+    if grant is None:
+        return False
+    if isinstance(grant, UserRef):
+        role = "owner" if grant.admin else _cached_member_role(board.id, grant.id)
+    elif expired(grant) or grant.board.id != board.id:
+        return False
+    else:
+        role = grant.role
+    return role is not None and may(role, action)

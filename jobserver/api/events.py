@@ -2,7 +2,7 @@
 Server-Sent Events (lifecycle/events.py says what the cursor promises)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from flask import Response, current_app, jsonify, request
 from werkzeug.exceptions import NotFound
@@ -11,7 +11,7 @@ from .. import follow, queries
 from ..lifecycle import events
 from ..roles import requires
 from . import bp
-from .auth import board_for_request
+from .auth import bearer, board_for_request, still_may
 from .validate import query
 
 
@@ -45,15 +45,18 @@ def list_events(name: str):
 @requires("read")
 def stream_events(name: str):
     board = board_for_request(name)
-    return event_stream(board.id, query("/boards/{name}/events/stream"))
+    token = bearer() or ""
+    return event_stream(board.id, query("/boards/{name}/events/stream"),
+                        lambda: still_may(token, board, "read"))
 
 
-def event_stream(board_id: int, q: dict[str, Any]) -> Response:
-    """The SSE answer, resuming from Last-Event-ID when the client sends it."""
+def event_stream(board_id: int, q: dict[str, Any], allowed: Callable[[], bool]) -> Response:
+    """The SSE answer, resuming from Last-Event-ID when the client sends
+    it, for as long as ``allowed`` (the reader's access, asked again)."""
     last = request.headers.get("Last-Event-ID", "").strip() or None
     cursor, kinds, job_id = parse_follow(board_id, q, last)
     events.read(board_id, cursor, limit=1)  # a cursor past the retention: 410 now
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    return Response(follow.sse(app, board_id, cursor, kinds, job_id),
+    return Response(follow.sse(app, board_id, cursor, kinds, job_id, allowed),
                     mimetype="text/event-stream",
                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

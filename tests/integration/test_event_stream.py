@@ -97,3 +97,38 @@ def test_each_event_leaves_at_once(server):
                 break
         took = time.monotonic() - t0
     assert took < 1.5, f"the event came after {took:.1f} s, with the stream's end"
+
+
+def test_a_revoked_token_or_share_link_ends_its_open_stream(tmp_path):
+    """A stream is checked once at its start and then again every few
+    seconds: revoking the token (or the share link of a page's stream)
+    ends it, and its reconnection is refused."""
+    s = start_live_server(tmp_path, JOBSERVER_VIEW_PASSWORD="secret")
+    try:
+        owner = new_board(s.url, "shut")
+        api = f"{s.url}/api/v1/boards/shut"
+        viewer = requests.post(f"{api}/tokens", headers=owner, timeout=10,
+                               json={"role": "viewer"}).json()
+        share = requests.post(f"{api}/share", headers=owner, timeout=10, json={}).json()
+        page = requests.Session()
+        assert page.get(share["url"], timeout=10).status_code == 200  # the cookie
+        streams = [
+            requests.get(f"{api}/events/stream", stream=True, timeout=30,
+                         headers={"Authorization": f"Bearer {viewer['token']}"}),
+            page.get(f"{s.url}/boards/shut/events/stream", stream=True, timeout=30)]
+        assert [r.status_code for r in streams] == [200, 200]
+        for t in (viewer, share):
+            requests.delete(f"{api}/tokens/{t['id']}", headers=owner,
+                            timeout=10).raise_for_status()
+        t0 = time.monotonic()
+        for r in streams:
+            for _ in r.iter_content(chunk_size=None):
+                pass  # until the server ends it
+            r.close()
+        assert time.monotonic() - t0 < 8
+        again = requests.get(f"{api}/events/stream", timeout=10,
+                             headers={"Authorization": f"Bearer {viewer['token']}"})
+        assert again.status_code == 401
+        assert page.get(f"{s.url}/boards/shut/events/stream", timeout=10).status_code == 401
+    finally:
+        s.stop()
