@@ -12,6 +12,7 @@ and say so in one line of the text:
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
@@ -169,14 +170,30 @@ def _add_marker(parts: list[str], dropped: int) -> None:
     parts.append(marker(dropped))
 
 
+RECHECK = 2.0  # seconds between two checks that a follower may still read
+
+
+def _still(allowed: Callable[[], bool] | None, checked: list[float]) -> bool:
+    """``allowed()``, asked at most every RECHECK seconds."""
+    if allowed is None or time.monotonic() - checked[0] < RECHECK:
+        return True
+    checked[0] = time.monotonic()
+    return allowed()
+
+
 def follow(engine: Engine, attempt_id: int, streams: tuple[str, ...], after: Cursor,
-           sleep: Callable[[float], Any], until_end: bool = True) -> Iterator[bytes]:
+           sleep: Callable[[float], Any], until_end: bool = True,
+           allowed: Callable[[], bool] | None = None) -> Iterator[bytes]:
     """The attempt's output as it comes (UTF-8), until the attempt has
-    ended and everything is read; a NUL byte after KEEPALIVE seconds of
+    ended and everything is read, or ``allowed`` says the reader may no
+    longer read it (a revoked token); a NUL byte after KEEPALIVE seconds of
     silence keeps proxies from cutting the connection.  Without
     ``until_end``, what is kept now and no more."""
     cursor, quiet, first = after, 0.0, True
+    checked = [time.monotonic()]
     while True:
+        if not _still(allowed, checked):
+            return
         with engine.connect() as conn:
             page = read_page(conn, attempt_id, streams, cursor)
         cursor = page.cursor
@@ -198,13 +215,17 @@ def follow(engine: Engine, attempt_id: int, streams: tuple[str, ...], after: Cur
 
 
 def start_then_follow(engine: Engine, job_id: int, streams: tuple[str, ...],
-                      sleep: Callable[[float], Any]) -> Iterator[bytes]:
+                      sleep: Callable[[float], Any],
+                      allowed: Callable[[], bool] | None = None) -> Iterator[bytes]:
     """Wait for the job's first attempt (keeping the connection alive),
     then follow it; the end if the job is done, failed, cancelled or gone
-    without one."""
+    without one, or if ``allowed`` says no more."""
     yield KEEPALIVE_BYTE  # the headers go out with the first byte: at once
     quiet = 0.0
+    checked = [time.monotonic()]
     while True:
+        if not _still(allowed, checked):
+            return
         with engine.connect() as conn:
             job = conn.execute(select(JOBS.c.state, JOBS.c.stage, select(
                 func.max(STAGES.c.number)).where(STAGES.c.board_id == JOBS.c.board_id)
@@ -212,7 +233,7 @@ def start_then_follow(engine: Engine, job_id: int, streams: tuple[str, ...],
             first = conn.execute(select(ATTEMPTS.c.id).where(ATTEMPTS.c.job_id == job_id)
                                  .order_by(ATTEMPTS.c.id).limit(1)).scalar()
         if first is not None:
-            yield from follow(engine, first, streams, Cursor(), sleep)
+            yield from follow(engine, first, streams, Cursor(), sleep, allowed=allowed)
             return
         if job is None or job.state in (JobState.FAILED.value, JobState.CANCELLED.value) \
                 or (job.last is not None and job.stage >= job.last):
@@ -228,7 +249,8 @@ def streams_of(name: str) -> tuple[str, ...]:
     return STREAMS if name == "both" else (name,)
 
 
-def text_response(board_id: int, key: str, q: dict[str, Any], page_bytes: int) -> Any:
+def text_response(board_id: int, key: str, q: dict[str, Any], page_bytes: int,
+                  allowed: Callable[[], bool] | None = None) -> Any:
     """The answer of both log routes (API and dashboard): the attempt's
     kept output after ``q["after"]`` as text/plain, at most
     ``page_bytes`` of it unless followed; the headers say which attempt,
@@ -250,7 +272,8 @@ def text_response(board_id: int, key: str, q: dict[str, Any], page_bytes: int) -
         except NotStarted as exc:  # followed: from its first attempt on
             if not q.get("follow") or q.get("attempt") is not None:
                 raise
-            return Response(start_then_follow(db.engine, exc.job_id, streams, socketio.sleep),
+            return Response(start_then_follow(db.engine, exc.job_id, streams, socketio.sleep,
+                                              allowed),
                             mimetype="text/plain",
                             headers={"X-Jobserver-Attempts": "0", "Cache-Control": "no-store",
                                      "X-Accel-Buffering": "no"})
@@ -262,7 +285,8 @@ def text_response(board_id: int, key: str, q: dict[str, Any], page_bytes: int) -
                "Cache-Control": "no-store"}
     if page is None:  # followed: streamed until the attempt ends
         headers["X-Accel-Buffering"] = "no"  # nginx passes each piece on at once
-        return Response(follow(db.engine, attempt.id, streams, after, socketio.sleep),
+        return Response(follow(db.engine, attempt.id, streams, after, socketio.sleep,
+                               allowed=allowed),
                         mimetype="text/plain", headers=headers)
     headers.update({"X-Jobserver-Attempt-Running": "true" if page.running else "false",
                     "X-Jobserver-Log-Cursor": str(page.cursor),

@@ -9,7 +9,7 @@ from flask import current_app
 from .. import joblogs
 from ..roles import requires
 from . import bp
-from .auth import board_for_request
+from .auth import bearer, board_for_request, still_may
 from .validate import query
 
 
@@ -20,4 +20,10 @@ def job_log(name: str, key: str):
     q = query("/boards/{name}/logs/{key}")
     # everything kept (an attempt keeps at most LOG_MAX_PER_JOB bytes)
     everything = int(current_app.config["LOG_MAX_PER_JOB"]) * 2 + joblogs.PAGE_BYTES
-    return joblogs.text_response(board.id, key, q, everything)
+    app, token = current_app._get_current_object(), bearer() or ""  # type: ignore[attr-defined]
+
+    def allowed() -> bool:  # asked again while a followed log streams
+        with app.app_context():
+            return still_may(token, board, "read")
+
+    return joblogs.text_response(board.id, key, q, everything, allowed)

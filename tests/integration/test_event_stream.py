@@ -100,9 +100,9 @@ def test_each_event_leaves_at_once(server):
 
 
 def test_a_revoked_token_or_share_link_ends_its_open_stream(tmp_path):
-    """A stream is checked once at its start and then again every few
-    seconds: revoking the token (or the share link of a page's stream)
-    ends it, and its reconnection is refused."""
+    """A stream (events, a followed log) is checked at its start and then
+    again every few seconds: revoking the token (or the share link of a
+    page's stream) ends it, and its reconnection is refused."""
     s = start_live_server(tmp_path, JOBSERVER_VIEW_PASSWORD="secret")
     try:
         owner = new_board(s.url, "shut")
@@ -112,11 +112,15 @@ def test_a_revoked_token_or_share_link_ends_its_open_stream(tmp_path):
         share = requests.post(f"{api}/share", headers=owner, timeout=10, json={}).json()
         page = requests.Session()
         assert page.get(share["url"], timeout=10).status_code == 200  # the cookie
+        requests.post(f"{api}/jobs", headers=owner, timeout=10,
+                      json=[{"key": "k", "payload": 0}]).raise_for_status()
         streams = [
             requests.get(f"{api}/events/stream", stream=True, timeout=30,
                          headers={"Authorization": f"Bearer {viewer['token']}"}),
-            page.get(f"{s.url}/boards/shut/events/stream", stream=True, timeout=30)]
-        assert [r.status_code for r in streams] == [200, 200]
+            page.get(f"{s.url}/boards/shut/events/stream", stream=True, timeout=30),
+            requests.get(f"{api}/logs/k", params={"follow": 1}, stream=True, timeout=30,
+                         headers={"Authorization": f"Bearer {viewer['token']}"})]
+        assert [r.status_code for r in streams] == [200, 200, 200]
         for t in (viewer, share):
             requests.delete(f"{api}/tokens/{t['id']}", headers=owner,
                             timeout=10).raise_for_status()
