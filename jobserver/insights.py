@@ -295,7 +295,7 @@ def job_history(board_id: int, key: str) -> dict[str, Any] | None:
     timeline = [{"at": e["at"], "what": event_text(e), "cursor": e["cursor"],
                  "who": (e["detail"] or {}).get("worker") if isinstance(e["detail"], dict)
                  else None} for e in kept if e["kind"] not in NOTE_KINDS]
-    if not any(e["kind"] == "claimed" for e in kept):
+    if job["events_total"] == len(kept) and not any(e["kind"] == "claimed" for e in kept):
         # a job of a database older than the event log's claims: its attempts
         timeline += [{"at": a["started_at"], "what": f"claimed at stage {a['stage']}",
                       "who": a["worker"]} for a in job["attempts_history"]]

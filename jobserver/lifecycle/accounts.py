@@ -6,6 +6,7 @@ import functools
 import re
 import secrets
 import time
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +15,7 @@ from sqlalchemy import delete, select, update
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..dialect import write_transaction
+from ..extensions import socketio
 from ..roles import check_role
 from .common import API_KEYS, BOARDS, MEMBERS, USERS, Conflict, LifecycleError, NotFound, _engine
 from .tokens import digest
@@ -92,6 +94,19 @@ def list_users() -> list[dict[str, Any]]:
              "password": bool(r.password), "keys": counts.get(r.id, 0)} for r in rows]
 
 
+# scrypt takes about 0.1 s of CPU: at most two checks at once, and under
+# eventlet in a real thread (the one OS thread serves every claim meanwhile)
+_LOGINS = threading.BoundedSemaphore(2)
+
+
+def _checked(stored: str, password: str) -> bool:
+    if socketio.async_mode == "eventlet":
+        from eventlet import tpool
+
+        return tpool.execute(check_password_hash, stored, password)
+    return check_password_hash(stored, password)
+
+
 def check_login(name: str, password: str) -> tuple[UserRef, str] | None:
     """The user and their password hash if ``password`` is theirs, else None."""
     with _engine().connect() as conn:
@@ -99,7 +114,8 @@ def check_login(name: str, password: str) -> tuple[UserRef, str] | None:
                                   USERS.c.password_hash)
                            .where(USERS.c.name == name.replace("\x00", ""))).first()
     stored = row.password_hash if row is not None and row.password_hash else _no_password()
-    ok = check_password_hash(stored, password[:MAX_PASSWORD])
+    with _LOGINS:
+        ok = _checked(stored, password[:MAX_PASSWORD])
     if row is None or not row.password_hash or not ok:
         return None
     return _user_of(row), row.password_hash
