@@ -8,7 +8,7 @@ import weakref
 from contextlib import contextmanager
 from typing import Any, Iterator, NamedTuple
 
-from sqlalchemy import Table, bindparam, event, text
+from sqlalchemy import Table, Text, bindparam, cast, event, func, literal_column, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
@@ -344,3 +344,12 @@ def try_sweep_lock(conn: Connection) -> bool:
         return True
     return bool(conn.exec_driver_sql("SELECT pg_try_advisory_xact_lock(%s)",
                                      (SWEEP_LOCK,)).scalar())
+
+
+def json_object(dialect_name: str, *pairs: Any) -> Any:
+    """A JSON object built by the database from (key, column) pairs, as
+    text: SQLite's json_object, PostgreSQL's json_build_object."""
+    args = [a for key, column in pairs for a in (literal_column(f"'{key}'"), column)]
+    if dialect_name == "postgresql":
+        return cast(func.json_build_object(*args), Text)
+    return func.json_object(*args)

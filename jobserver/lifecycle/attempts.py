@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import Connection, bindparam, func, select, update
+from sqlalchemy import Connection, bindparam, func, select, text, update
 
 from .. import live, wakeup
 from ..dialect import Hot, write_transaction
@@ -21,7 +21,7 @@ from .common import (ACTIVE, ATTEMPTS, BOARDS, JOBS, STAGES, WORKERS, _LAST_STAG
                      _JOB_EVENT, _NEW_EVENT, Conflict, _check_stages, _engine, _event)
 from . import deps
 from .counters import Tally
-from .jobs import DOWNSTREAM, touch_worker
+from .jobs import DOWNSTREAM, attempt_events, touch_worker
 from .logs import keep_chunks
 from .pools import record_samples
 
@@ -112,6 +112,12 @@ _END_ATTEMPT = (
     .values(ended_at=bindparam("now"), outcome=bindparam("result_outcome"))
 )
 _END_ONE = Hot(_END_ATTEMPT)
+# PostgreSQL: an attempt's end and its job's event in one statement
+_END_AND_EVENT = Hot(text(
+    "WITH c AS (UPDATE attempts SET ended_at = :now, outcome = :result_outcome "
+    "WHERE id = :attempt) "
+    "INSERT INTO events (board_id, job_id, kind, at, stage, count, detail) "
+    "VALUES (:board_id, :job_id, :kind, :at, :stage, 1, :detail)"))
 _KEEP_LOG = (
     update(ATTEMPTS).where(ATTEMPTS.c.id == bindparam("attempt")).values(log=bindparam("tail"))
 )
@@ -172,7 +178,12 @@ def advance(board_id: int, items: Sequence[Advance]) -> dict[str, int]:
         deps.release(conn, [found[i.attempt_id].job_id for i in moving
                             if targets[i.attempt_id] == last
                             and found[i.attempt_id].job_id not in done_alone], tally, now)
+        # PostgreSQL, one job reported: its attempt's end and its event in one
+        # statement (a round trip less)
+        together = conn.dialect.name == "postgresql" and len(moving) == 1
         for outcome, group in ((Outcome.ADVANCED, moving), (Outcome.CANCELLED, cancelled)):
+            if together and outcome == Outcome.ADVANCED:
+                continue
             if len(group) == 1:
                 _END_ONE.run(conn, {"attempt": group[0].attempt_id, "now": now,
                                     "result_outcome": outcome.value})
@@ -182,15 +193,25 @@ def advance(board_id: int, items: Sequence[Advance]) -> dict[str, int]:
         logs = [{"attempt": i.attempt_id, "tail": _text(i.log, MAX_LOG)} for i in items if i.log]
         if logs:
             conn.execute(_KEEP_LOG, logs)
-        events = [{"board_id": board_id, "job_id": found[i.attempt_id].job_id,
-                   "kind": (EventKind.DONE if targets[i.attempt_id] == last
-                            else EventKind.ADVANCED).value,
-                   "at": now, "stage": targets[i.attempt_id],
-                   "detail": '{"attempt":%d}' % i.attempt_id} for i in moving]
-        if len(events) == 1:
-            _JOB_EVENT.run(conn, events[0])
-        elif events:
-            conn.execute(_NEW_EVENT, events)
+        if len(moving) == 1:
+            i = moving[0]
+            event = {"board_id": board_id, "job_id": found[i.attempt_id].job_id,
+                     "kind": (EventKind.DONE if targets[i.attempt_id] == last
+                              else EventKind.ADVANCED).value,
+                     "at": now, "stage": targets[i.attempt_id],
+                     "detail": '{"attempt":%d}' % i.attempt_id}
+            if together:
+                _END_AND_EVENT.run(conn, {**event, "attempt": i.attempt_id, "now": now,
+                                          "result_outcome": Outcome.ADVANCED.value})
+            else:
+                _JOB_EVENT.run(conn, event)
+        else:  # a batch: written by the database from the attempts, per target stage
+            by_target: dict[int, list[int]] = {}
+            for i in moving:
+                by_target.setdefault(targets[i.attempt_id], []).append(i.attempt_id)
+            for to_stage, attempt_ids in by_target.items():
+                attempt_events(conn, EventKind.DONE if to_stage == last else EventKind.ADVANCED,
+                               attempt_ids, stage=to_stage)
         tally.apply(conn, now)  # last: the board's counter rows are locked until commit
     live.mark_dirty(board_id)
     wakeup.work_arrived(board_id)

@@ -15,7 +15,7 @@ from sqlalchemy import Connection, bindparam, delete, select, update
 from .. import live, wakeup
 from ..dialect import insert_ignore, write_transaction
 from ..limits import MAX_STAGE
-from .common import (BOARDS, MEMBERS, STAGES, TOKENS, BoardRef, Conflict, LifecycleError, NotFound,
+from .common import (BOARDS, MEMBERS, STAGES, TOKENS, BoardRef, Conflict, LifecycleError,
                      _check_stages, _dialect, _engine)
 
 log = logging.getLogger(__name__)

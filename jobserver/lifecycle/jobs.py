@@ -6,10 +6,11 @@ import json
 import time
 from typing import Any, Iterable, NamedTuple
 
-from sqlalchemy import Connection, bindparam, exists, func, literal_column, select, update
+from sqlalchemy import (Connection, bindparam, exists, func, literal_column, select, text,
+                        update)
 
 from .. import live, sweeper, wakeup
-from ..dialect import (Hot, insert_ignore, insert_rows_ignore, insert_rows_returning,
+from ..dialect import (Hot, insert_ignore, insert_rows_ignore, insert_rows_returning, json_object,
                        write_transaction)
 from ..extensions import socketio
 from ..models import EventKind, Outcome, WorkerState
@@ -82,6 +83,13 @@ _ATTEMPT_COLUMNS = ("job_id", "board_id", "stage", "worker", "host", "started_at
 _NEW_ATTEMPT = Hot(ATTEMPTS.insert().values({c: bindparam(c) for c in _ATTEMPT_COLUMNS})
                    .returning(ATTEMPTS.c.id))
 _CLOSE = Hot(_CLOSE_ATTEMPT)
+# PostgreSQL: the job's open attempt closed and the report's event in one
+# statement (SQLite runs the two: it has no INSERT ... in WITH)
+_CLOSE_AND_EVENT = Hot(text(
+    "WITH c AS (UPDATE attempts SET ended_at = :now, outcome = :result "
+    "WHERE job_id = :job AND ended_at IS NULL) "
+    "INSERT INTO events (board_id, job_id, kind, at, stage, count, detail) "
+    "VALUES (:board_id, :job_id, :kind, :at, :stage, 1, :detail)"))
 _NEW_ATTEMPTS = ATTEMPTS.insert().returning(ATTEMPTS.c.id, ATTEMPTS.c.job_id)
 
 
@@ -91,6 +99,42 @@ def _claim_event(board_id: int, now: float, job_id: int, stage: int, worker: str
               else json.dumps({"attempt": attempt_id, "worker": worker}))
     return {"board_id": board_id, "job_id": job_id, "kind": EventKind.CLAIMED.value, "at": now,
             "stage": stage, "detail": detail}
+
+
+def _claim_detail(worker: str | None) -> str:
+    """The claimed event's detail past its attempt id (PostgreSQL splices
+    the id in: ``{"attempt": <id>`` + this)."""
+    return "}" if worker is None else ', "worker": %s}' % json.dumps(worker)
+
+
+# PostgreSQL: an attempt and its claimed event in one statement (each
+# statement is a round trip there: about 0.3 ms of the server's CPU)
+_NEW_ATTEMPT_AND_EVENT = Hot(text(
+    "WITH a AS (INSERT INTO attempts (%s) VALUES (%s) RETURNING id, job_id, board_id, stage, "
+    "started_at), e AS (INSERT INTO events (board_id, job_id, kind, at, stage, count, detail) "
+    "SELECT board_id, job_id, '%s', started_at, stage, 1, "
+    "'{\"attempt\": ' || id || :detail FROM a) SELECT id FROM a" % (
+        ", ".join(_ATTEMPT_COLUMNS), ", ".join(f":{c}" for c in _ATTEMPT_COLUMNS),
+        EventKind.CLAIMED.value)))
+
+
+def attempt_events(conn: Connection, kind: EventKind, attempt_ids: list[int],
+                   stage: int | None = None) -> None:
+    """One event per attempt, of these attempts' jobs, written by the
+    database in one statement (batches): at the attempt's start time for
+    claims, else now at ``stage``; the attempt (and its worker) in the
+    detail."""
+    dialect = conn.dialect.name
+    detail = json_object(dialect, ("attempt", ATTEMPTS.c.id),
+                         *([("worker", ATTEMPTS.c.worker)] if kind == EventKind.CLAIMED else []))
+    when = ATTEMPTS.c.started_at if kind == EventKind.CLAIMED else ATTEMPTS.c.ended_at
+    where = ATTEMPTS.c.stage if stage is None else literal_column(str(int(stage)))
+    for part in chunked(attempt_ids):
+        conn.execute(EVENTS.insert().from_select(
+            _EVENT_OF_JOB,
+            select(ATTEMPTS.c.board_id, ATTEMPTS.c.job_id, literal_column(f"'{kind.value}'"),
+                   when, where, literal_column("1"), detail)
+            .where(ATTEMPTS.c.id.in_(part))))
 
 
 @functools.lru_cache(maxsize=8)
@@ -398,17 +442,18 @@ def claim(board_id: int, stage: int, n: int = 1, to_stage: int | None = None,
             # a claim that jumps to the last stage finishes its jobs
             tally.reach(board_id, to, len(rows))
             deps.release(conn, [r.id for r in rows], tally, now)
-        if len(attempts) == 1:
+        if len(attempts) == 1 and conn.dialect.name == "postgresql":
+            # one round trip: the attempt and its event in one statement
+            attempt_ids = [_NEW_ATTEMPT_AND_EVENT.first(conn, {
+                **attempts[0], "detail": _claim_detail(worker)}).id]
+        elif len(attempts) == 1:
             attempt_ids = [_NEW_ATTEMPT.first(conn, attempts[0]).id]
+            _JOB_EVENT.run(conn, _claim_event(board_id, now, rows[0].id, stage, worker,
+                                              attempt_ids[0]))
         else:  # one multi-row INSERT; RETURNING order is not guaranteed: map by job
             by_job = {r.job_id: r.id for r in conn.execute(_NEW_ATTEMPTS, attempts)}
             attempt_ids = [by_job[r.id] for r in rows]
-        claimed = [_claim_event(board_id, now, r.id, stage, worker, a)
-                   for r, a in zip(rows, attempt_ids)]
-        if len(claimed) == 1:
-            _JOB_EVENT.run(conn, claimed[0])
-        else:
-            conn.execute(_NEW_EVENT, claimed)
+            attempt_events(conn, EventKind.CLAIMED, attempt_ids)
         tally.apply(conn, now)  # last: the board's counter rows are locked until commit
     live.mark_dirty(board_id)
     return [ClaimedJob(r.id, r.key, r.payload, stage, a, r.attempts)
@@ -445,11 +490,16 @@ def update_job(board_id: int, key: str, stage: int, filename: str | None = None,
             tally.reach(board_id, stage)
             if stage == before.last and moved.downstream:
                 deps.release(conn, [before.id], tally, now)
-        _CLOSE.run(conn, {"job": before.id, "now": now, "result": Outcome.ADVANCED.value})
         kind = (EventKind.DONE if forward and stage == before.last else
                 EventKind.ADVANCED if forward else EventKind.RELEASED)
-        _JOB_EVENT.run(conn, {"board_id": board_id, "job_id": before.id, "kind": kind.value,
-                              "at": now, "stage": stage, "detail": None})
+        closing = {"job": before.id, "now": now, "result": Outcome.ADVANCED.value}
+        event = {"board_id": board_id, "job_id": before.id, "kind": kind.value, "at": now,
+                 "stage": stage, "detail": None}
+        if conn.dialect.name == "postgresql":  # one round trip
+            _CLOSE_AND_EVENT.run(conn, {**closing, **event})
+        else:
+            _CLOSE.run(conn, closing)
+            _JOB_EVENT.run(conn, event)
         tally.apply(conn, now)  # last: the board's counter rows are locked until commit
     live.mark_dirty(board_id)
     wakeup.work_arrived(board_id)

@@ -107,8 +107,11 @@ def test_the_classic_protocol_and_the_sweep_write_their_events(app, client):
                          ("done", "x"), ("released", "y")]
     assert ("worker-alive", None) in kinds and ("worker-lost", None) in kinds
     assert ("requeued", "y") in kinds
-    lifecycle.claim(board.id, 0, worker="w9", lease=True)  # the lost worker is back
+    [again] = lifecycle.claim(board.id, 0, worker="w9", lease=True)  # the lost worker is back
     settle()
+    last = events.read(board.id, kinds=["claimed"]).events[-1]
+    assert last["detail"] == {"attempt": again.attempt_id, "worker": "w9"}
+    assert last["key"] == again.key and last["stage"] == 0
     alive = [e["detail"] for e in events.read(board.id, kinds=["worker-alive"]).events]
     assert [d.get("back", False) for d in alive] == [False, True]
     assert all(d["worker"] == "w9" for d in alive)

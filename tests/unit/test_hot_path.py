@@ -17,9 +17,11 @@ def _jobs(n: int) -> list[NewJob]:
 
 
 def test_a_classic_job_goes_round_in_a_few_statements(app):
-    """A claim is four statements and a report six, whatever the board's
-    size (the counters move in one statement; the report reads the job, the
-    last stage and whether jobs wait on it at once; each writes its event)."""
+    """A claim is four statements and a report six on SQLite, three and five
+    on PostgreSQL (where each is a round trip, and the event goes with the
+    attempt's insert or end), whatever the board's size (the counters move
+    in one statement; the report reads the job, the last stage and whether
+    jobs wait on it at once)."""
     b = lifecycle.ensure_board(7)
     lifecycle.set_lifetimes_if_unset(b.id, [60, 60, 0])
     lifecycle.push(b.id, _jobs(50))
@@ -39,7 +41,8 @@ def test_a_classic_job_goes_round_in_a_few_statements(app):
         lifecycle.update_job(b.id, got[0].key, 2)
     finally:
         event.remove(db.engine, "before_cursor_execute", record)
-    assert (claim, len(statements) - claim) == (4, 6), [s[:50] for s in statements]
+    want = (3, 5) if db.engine.dialect.name == "postgresql" else (4, 6)
+    assert (claim, len(statements) - claim) == want, [s[:50] for s in statements]
     with db.engine.connect() as conn:
         counts = dict(conn.exec_driver_sql(
             "SELECT stage, n FROM stage_counts WHERE n != 0").all())
