@@ -70,7 +70,7 @@ def main() -> None:
     finally:
         if any(s.startswith("pg") for s in setups):
             scale_bench.fresh_database("scale_bench", drop_only=True)
-    print(f"events_bench: before = {commit} (no event rows for claims and reports), after = "
+    print(f"events_bench: before = {commit}, after = "
           f"this checkout; {args.rounds} round(s), medians; {args.jobs} jobs single, "
           f"{args.batch_jobs} batch")
     print(f"{'set-up':14s} {'loop':7s} {'jobs/s before':>13s} {'after':>7s} {'ratio':>6s}  "
