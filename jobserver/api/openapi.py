@@ -112,6 +112,7 @@ ALLOCATION_BODY = obj({
     "time_limit_s": nullable({"type": "number", "minimum": 0, "maximum": 1e9})}, ["state"])
 
 MAX_TOKEN_LIFETIME = 10 * 365 * 86400  # seconds: the longest expiry a token may get
+from ..lifecycle.tokens import LAST_EXPIRY  # noqa: E402  (the latest expires_at)
 ROLE = {"type": "string", "enum": ["owner", "submitter", "worker", "viewer"],
         "description": "owner: everything; submitter: push, cancel, retry, priorities; "
                        "worker: claim, heartbeat, advance, fail, release, allocations; "
@@ -121,8 +122,11 @@ USER_NAME = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,99}$",
 EXPIRY = {
     "expires_in": {"type": "number", "minimum": 1, "maximum": MAX_TOKEN_LIFETIME,
                    "description": "seconds from now until the token stops working"},
-    "expires_at": {"type": "number", "minimum": 0,
-                   "description": "when the token stops working (seconds since the epoch)"}}
+    "expires_at": {"type": "number", "minimum": 0, "maximum": LAST_EXPIRY,
+                   "description": "when the token stops working (seconds since the epoch; "
+                                  "a time past gives a token expired already)"}}
+ONE_EXPIRY = {"not": {"required": ["expires_in", "expires_at"]},
+              "description": "expires_in or expires_at, not both"}
 
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("/users", "post"): obj({
@@ -132,8 +136,9 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
         ["name"]),
     ("/boards/{name}/members", "post"): obj({"user": USER_NAME, "role": ROLE},
                                             ["user", "role"]),
-    ("/boards/{name}/tokens", "post"): obj({"role": ROLE, "name": NAME, **EXPIRY}, ["role"]),
-    ("/boards/{name}/share", "post"): obj({"name": NAME, **EXPIRY}),
+    ("/boards/{name}/tokens", "post"): {**obj({"role": ROLE, "name": NAME, **EXPIRY}, ["role"]),
+                                        **ONE_EXPIRY},
+    ("/boards/{name}/share", "post"): {**obj({"name": NAME, **EXPIRY}), **ONE_EXPIRY},
     ("/boards/{name}/allocations/{allocation}", "put"): ALLOCATION_BODY,
     ("/boards", "post"): obj({
         "name": BOARD_NAME,
@@ -214,7 +219,7 @@ INCLUDE = {"type": "string", "pattern": r"^(payload|result)(,(payload|result))*$
            "description": "extra fields of each job, comma-separated: payload,result"}
 
 EVENT_KINDS = [k.value for k in EventKind]
-EVENT_CURSOR = {"type": "string", "maxLength": 60,
+EVENT_CURSOR = {"type": "string", "pattern": r"^(now|[0-9]{1,18}(-[0-9]{1,18})?)$",
                 "description": "a 'cursor' or 'next_cursor' this server gave, or 'now'"}
 EVENT_TYPES = {"type": "string", "pattern": "^(%s)(,(%s))*$" % (("|".join(EVENT_KINDS),) * 2),
                "description": "comma-separated kinds: " + ", ".join(EVENT_KINDS)}
@@ -417,8 +422,9 @@ def _paths() -> dict[str, Any]:
         _ok(obj({"events": array(_ref("Event")), "next_cursor": TEXT})))
     add("/boards/{name}/events/stream", "get", "The same as Server-Sent Events: 'id' is the "
         "cursor, 'data' the event; resumes from Last-Event-ID; keep-alive comments",
-        {"200": {"description": "text/event-stream",
-                 "content": {"text/event-stream": {"schema": TEXT}}}})
+        {"200": {"description": "text/event-stream: each message's 'data' is an Event",
+                 "content": {"text/event-stream": {"schema": obj({
+                     "id": TEXT, "event": TEXT, "data": TEXT, "retry": {"type": "integer"}})}}}})
     add("/boards/{name}/claim", "post", "Claim up to n jobs at a stage; they move to the "
         "next (odd) stage, leased to the worker",
         _ok(obj({"jobs": array(obj({"key": TEXT, "payload": ANY, "stage": STAGE,

@@ -21,12 +21,20 @@ def _run(url: str, token: str, tmp_path: Path, *select: str, examples: int = 60)
     # the board that exists; and strings UTF-8 can encode, without NUL: the
     # document says so with a pattern (^[^\u0000\ud800-\udfff]*$) that the
     # fuzzer's generator cannot read, so it is told in its own terms
+    # (followed logs are not fuzzed: a followed log of a job that never
+    # starts is held open until its reader leaves; tests/unit/test_live_logs*
+    # follow them)
     config.write_text('[generation]\ncodec = "utf-8"\nallow-x00 = false\n\n'
-                      '[parameters]\n"path.name" = "fuzz"\n')
+                      '[parameters]\n"path.name" = "fuzz"\n"query.follow" = false\n')
     cmd = [str(SCHEMATHESIS), "--config-file", str(config), "run",
            f"{url}/api/v1/openapi.json", "-H", f"Authorization: Bearer {token}",
            "--checks", "all", "--max-examples", str(examples), "--seed", "20261125",
-           "--report-dir", str(tmp_path / "report"), *select]
+           "--report-dir", str(tmp_path / "report"),
+           # not the stateful phase: its sequences push jobs 'after' keys that no
+           # earlier request created, which the server refuses by a rule across
+           # requests that the document cannot state (the fuzzing phase covers
+           # every operation)
+           "--phases", "examples,coverage,fuzzing", *select]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     out = done.stdout + done.stderr
     (artifacts_dir() / "schemathesis.txt").write_text(out)
@@ -46,6 +54,8 @@ def test_the_api_holds_to_its_document(live_server_both, tmp_path):
     live_server = live_server_both
     # claims the fuzzer sends with "wait" are held 1 s at most, not up to 60
     live_server.env["JOBSERVER_CLAIM_WAIT_MAX"] = "1"
+    # and event streams end after a second (the fuzzer reads each to its end)
+    live_server.env["JOBSERVER_SSE_MAX_SECONDS"] = "1"
     live_server.start()
     r = requests.post(f"{live_server.url}/api/v1/boards", headers=ADMIN,
                       json={"name": "fuzz", "lifetimes": [0, 5, 0]})

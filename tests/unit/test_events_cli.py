@@ -67,7 +67,7 @@ def test_events_errors_are_one_line(live_server):
     r = CliRunner().invoke(main, [*args, "events", "nokey"])
     assert r.exit_code == 1 and r.output.strip() == "Error: no job 'nokey' on this board"
     r = CliRunner().invoke(main, [*args, "events", "--after", "zzz"])
-    assert r.exit_code == 1 and "not an event cursor" in r.output
+    assert r.exit_code == 1 and "after: 'zzz'" in r.output and "(400" in r.output
     r = CliRunner().invoke(main, ["--url", "http://127.0.0.1:1", "--board", "x", "--token", "t",
                                   "events"])
     assert r.exit_code == 1 and "cannot reach the server" in r.output

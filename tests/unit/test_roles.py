@@ -177,7 +177,7 @@ def test_expired_and_revoked_tokens_are_401(client):
 
 
 @pytest.mark.parametrize("body", [{"role": "wroker"}, {}, {"role": "viewer", "expires_in": 0},
-                                  {"role": "viewer", "expires_at": 1.0},
+                                  {"role": "viewer", "expires_at": 5e9},
                                   {"role": "viewer", "expires_in": 5, "expires_at": 2e9}])
 def test_bad_token_requests_are_400(client, body):
     creds = new_board(client, "sims")
