@@ -187,7 +187,7 @@ def board_delete(name: str, yes: bool) -> None:
 
 
 def _duration(value: str | None) -> float | None:
-    from .cli_accounts import parse_duration
+    from worker_client.terminal import parse_duration
 
     return parse_duration(value) if value else None
 
@@ -202,7 +202,7 @@ def token() -> None:
 @click.argument("board_name")
 def token_list(board_name: str) -> None:
     from . import lifecycle
-    from .cli_accounts import expiry_text
+    from worker_client.terminal import expiry_text
 
     with _app(SWEEP_MODE="off").app_context():
         b = _board_or_fail(board_name)

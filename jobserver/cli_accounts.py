@@ -2,29 +2,12 @@
 keys and their roles on boards, made where the server runs."""
 from __future__ import annotations
 
-import re
 import sys
-import time
 
 import click
 
 from .cli import _app, _board_or_fail, main
 from .roles import ROLES
-
-DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw]?)$")
-UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
-def parse_duration(text: str) -> float:
-    """'7d', '12h', '30m', '90s', '2w' or plain seconds; click.BadParameter else."""
-    m = DURATION_RE.match(text.strip().lower())
-    if not m or float(m.group(1)) <= 0:
-        raise click.BadParameter(f"expected a duration like 7d, 12h, 30m or 3600, got {text!r}")
-    seconds = float(m.group(1)) * UNITS[m.group(2)]
-    if seconds > 10 * 365 * 86400:
-        raise click.BadParameter("at most 10 years")
-    return seconds
-
 
 ROLE_CHOICE = click.Choice(ROLES)
 
@@ -194,11 +177,3 @@ def member_remove(board_name: str, user_name: str) -> None:
         except lifecycle.LifecycleError as exc:
             raise click.ClickException(str(exc)) from None
     click.echo(f"{user_name} is no longer a member of {board_name}")
-
-
-def expiry_text(expires_at: float | None) -> str:
-    if expires_at is None:
-        return "never expires"
-    if expires_at <= time.time():
-        return "expired"
-    return "expires " + time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(expires_at))

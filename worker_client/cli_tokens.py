@@ -3,37 +3,17 @@ role (one for a pool of workers, say) and read-only share links, made with
 an owner's token.  Registered on the `jobworker` group by :mod:`.cli`."""
 from __future__ import annotations
 
-import re
-import time
-
 import click
 
 from .cli import Ctx, _fail_cleanly, main
+from .terminal import expiry_text, parse_duration
 
 ROLES = ("owner", "submitter", "worker", "viewer")
-DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw]?)$")
-UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 def duration(ctx: click.Context, param: click.Parameter, text: str | None) -> float | None:
     """A click callback: '7d', '12h', '30m', '90s', '2w' or plain seconds."""
-    if text is None:
-        return None
-    m = DURATION_RE.match(text.strip().lower())
-    if not m or float(m.group(1)) <= 0:
-        raise click.BadParameter(f"expected a duration like 7d, 12h, 30m or 3600, got {text!r}")
-    seconds = float(m.group(1)) * UNITS[m.group(2)]
-    if seconds > 10 * 365 * 86400:
-        raise click.BadParameter("at most 10 years")
-    return seconds
-
-
-def _when(expires_at: float | None) -> str:
-    if expires_at is None:
-        return "never expires"
-    if expires_at <= time.time():
-        return "expired"
-    return "expires " + time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(expires_at))
+    return None if text is None else parse_duration(text)
 
 
 @main.group(help="The board's tokens, each with a role (needs an owner's token).")
@@ -54,7 +34,7 @@ def token() -> None:
 @_fail_cleanly
 def token_create(obj: Ctx, role: str, expires: float | None, name: str) -> None:
     made = obj.client().create_token(role, name, expires)
-    click.echo(f"token {made['id']} ({role}, {_when(made['expires_at'])}) of board "
+    click.echo(f"token {made['id']} ({role}, {expiry_text(made['expires_at'])}) of board "
                f"{obj.board}:", err=True)
     click.echo(made["token"])
 
@@ -66,7 +46,7 @@ def token_create(obj: Ctx, role: str, expires: float | None, name: str) -> None:
 def token_list(obj: Ctx) -> None:
     for t in obj.client().tokens():
         state = "revoked" if t["revoked_at"] else "active"
-        click.echo(f"{t['id']}\t{state}\t{t['role']}\t{_when(t['expires_at'])}\t{t['name']}")
+        click.echo(f"{t['id']}\t{state}\t{t['role']}\t{expiry_text(t['expires_at'])}\t{t['name']}")
 
 
 @token.command("revoke", help="Revoke a token or share link by its id (see `jobworker token "
@@ -89,6 +69,6 @@ def token_revoke(obj: Ctx, token_id: int) -> None:
 @_fail_cleanly
 def share(obj: Ctx, expires: float | None, name: str) -> None:
     made = obj.client().share_link(expires, name)
-    click.echo(f"share link {made['id']} of board {obj.board} ({_when(made['expires_at'])}; "
+    click.echo(f"share link {made['id']} of board {obj.board} ({expiry_text(made['expires_at'])}; "
                f"revoke: jobworker token revoke {made['id']}):", err=True)
     click.echo(made["url"])

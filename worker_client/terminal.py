@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import sys
 import threading
 import time
@@ -110,3 +111,31 @@ def age(epoch: float | None, now: float | None = None) -> str:
     if epoch is None:
         return "never"
     return duration((time.time() if now is None else now) - float(epoch)) + " ago"
+
+
+DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw]?)$")
+UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> float:
+    """'7d', '12h', '30m', '90s', '2w' or plain seconds, at most 10 years
+    (a token's expiry, for `jobworker token` and `jobserver token`);
+    click.BadParameter else."""
+    import click
+
+    m = DURATION_RE.match(text.strip().lower())
+    if not m or float(m.group(1)) <= 0:
+        raise click.BadParameter(f"expected a duration like 7d, 12h, 30m or 3600, got {text!r}")
+    seconds = float(m.group(1)) * UNITS[m.group(2)]
+    if seconds > 10 * 365 * 86400:
+        raise click.BadParameter("at most 10 years")
+    return seconds
+
+
+def expiry_text(expires_at: float | None) -> str:
+    """A token's expiry as the token lists print it."""
+    if expires_at is None:
+        return "never expires"
+    if expires_at <= time.time():
+        return "expired"
+    return "expires " + time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(expires_at))
